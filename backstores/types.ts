@@ -1,0 +1,62 @@
+// The one interface every backstore implements. Offsets and lengths are bytes and always
+// block-aligned (the SCSI layer checks ranges before calling). Data moves between the store and
+// a DataSegments list over the mapped data area, so a store can preadv/pwritev straight into it.
+// An operation finishes synchronously (returns undefined) or returns a promise; failures are
+// thrown (or rejected) as BackstoreError so the SCSI layer can pick the sense.
+import type { DataSegments } from "../src/ring/data-segments.ts";
+
+export type IoResult = void | Promise<void>;
+
+export interface BackstoreCapabilities {
+  /** Writes, UNMAP and WRITE SAME answer DATA PROTECT / WRITE PROTECTED. */
+  readonly readOnly: boolean;
+  /** UNMAP / WRITE SAME with UNMAP can really deallocate (VPD B2 LBPU, LBPWS). */
+  readonly unmap: boolean;
+  /** Deallocated blocks read back as zeros (LBPRZ). */
+  readonly unmapReadsZeroes: boolean;
+  /** lbaStatus() knows mapped from deallocated (GET LBA STATUS); otherwise all is mapped. */
+  readonly lbaStatus: boolean;
+  /** Whether writes can sit in a volatile cache that flush() makes durable. */
+  readonly volatileCache: boolean;
+}
+
+export interface LbaStatusExtent {
+  /** The extent starting at the asked offset is allocated (true) or deallocated (false). */
+  mapped: boolean;
+  lengthBytes: number;
+}
+
+export interface Backstore {
+  /** "ram", "file", "qcow2": for logs and `list`. */
+  readonly kind: string;
+  /** What the store holds, shown in logs (a path, a label). */
+  readonly description: string;
+  readonly sizeBytes: number;
+  readonly capabilities: BackstoreCapabilities;
+
+  read(offsetBytes: number, lengthBytes: number, target: DataSegments, targetStartBytes: number): IoResult;
+  /** `durable`: the data must be on stable storage before this finishes (FUA, WCE=0). */
+  write(offsetBytes: number, lengthBytes: number, source: DataSegments, sourceStartBytes: number, durable: boolean): IoResult;
+  flush(): IoResult;
+  /** Deallocates the range where the store can; reads of it return zeros afterwards. */
+  unmap(offsetBytes: number, lengthBytes: number): IoResult;
+  /** Writes zeros over the range; `deallocate` permits doing it by deallocating. */
+  writeZeroes(offsetBytes: number, lengthBytes: number, deallocate: boolean, durable: boolean): IoResult;
+  lbaStatus(offsetBytes: number): LbaStatusExtent | Promise<LbaStatusExtent>;
+  close(): void | Promise<void>;
+}
+
+export type BackstoreErrorKind = "read" | "write" | "no-space" | "write-protected" | "unsupported";
+
+/** An I/O failure the initiator should hear about; `offsetBytes` is where it failed. */
+export class BackstoreError extends Error {
+  readonly kind: BackstoreErrorKind;
+  readonly offsetBytes: number;
+
+  constructor(kind: BackstoreErrorKind, offsetBytes: number, message: string) {
+    super(message);
+    this.name = "BackstoreError";
+    this.kind = kind;
+    this.offsetBytes = offsetBytes;
+  }
+}

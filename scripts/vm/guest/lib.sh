@@ -1,0 +1,298 @@
+# shellcheck shell=bash
+# Guest-side helpers for test scripts run by scripts/vm/run-vm.sh. Source it (bash):
+#   . scripts/vm/guest/lib.sh
+# Do not `set -e` around these helpers casually: a test should report FAIL and go on.
+#
+# Results:    pass NAME | fail NAME MSG... | skip NAME MSG... | diag MSG... |
+#             check NAME CMD... (pass/fail by CMD's status) | finish (summary + exit status)
+# Backstores: create_user_backstore NAME SIZE_BYTES DEV_CONFIG [TOKEN=VALUE...]
+#             remove_user_backstore NAME | user_backstore_uio NAME (prints uioN)
+#             create_rd_backstore NAME SIZE_BYTES | remove_backstore NAME
+# tcm_loop:   export_tcm_loop NAME [LUN] (prints /dev/sdX) | unexport_tcm_loop NAME
+#             wait_for_tcm_loop_disk WWN [LUN] [TIMEOUT_S] (prints /dev/sdX) | tcm_loop_wwn NAME
+#             teardown_target (removes every tcm_loop target and backstore)
+# Appliance:  start_appliance [SERVE_ARGS...] | stop_appliance [TIMEOUT_S] (returns its status)
+#             wait_for_log PATTERN [TIMEOUT_S] [FILE]
+
+TARGET_CFG=${TARGET_CFG:-/sys/kernel/config/target}
+VM_SCRATCH=${VM_SCRATCH:-/tmp/vm-scratch}
+VM_REPO_ROOT=${VM_REPO_ROOT:-$PWD}
+USER_HBA=${USER_HBA:-user_1}
+mkdir -p "$VM_SCRATCH"
+
+_t_pass=0
+_t_fail=0
+
+# --- results -------------------------------------------------------------------------------
+pass() { _t_pass=$((_t_pass + 1)); echo "PASS $1"; }
+fail() {
+	local name=$1
+	shift
+	_t_fail=$((_t_fail + 1))
+	echo "FAIL $name: ${*:-failed}"
+}
+skip() {
+	local name=$1
+	shift
+	echo "SKIP $name: $*"
+}
+diag() { echo "# $*"; }
+
+# check NAME CMD [ARGS...]: PASS if CMD succeeds, else FAIL with its last output lines.
+check() {
+	local name=$1 out st
+	shift
+	out=$("$@" 2>&1)
+	st=$?
+	if [ $st = 0 ]; then
+		pass "$name"
+	else
+		fail "$name" "exit $st: $(printf '%s\n' "$out" | tail -n 3 | tr '\n' ' ')"
+	fi
+	return $st
+}
+
+finish() {
+	echo "RESULT: $_t_pass passed, $_t_fail failed"
+	[ "$_t_fail" = 0 ] && exit 0
+	exit 1
+}
+
+# --- helpers -------------------------------------------------------------------------------
+# _wait_until TIMEOUT_S CMD...: poll CMD every 0.1 s until it succeeds.
+_wait_until() {
+	local deadline=$((SECONDS + $1))
+	shift
+	until "$@"; do
+		[ $SECONDS -ge $deadline ] && return 1
+		sleep 0.1
+	done
+}
+
+_cfg_write() { # FILE VALUE: write VALUE, reporting the kernel's error with the file name.
+	if ! printf '%s\n' "$2" >"$1"; then
+		echo "configfs: writing '$2' to $1 failed" >&2
+		return 1
+	fi
+}
+
+# The backstore directory for NAME under any HBA (core/<hba>/<NAME>).
+backstore_dir() {
+	local d
+	for d in "$TARGET_CFG"/core/*/"$1"; do
+		[ -d "$d" ] && { echo "$d"; return 0; }
+	done
+	echo "no backstore named $1" >&2
+	return 1
+}
+
+# --- backstores ----------------------------------------------------------------------------
+# create_user_backstore NAME SIZE_BYTES DEV_CONFIG [TOKEN=VALUE...]
+# Extra tokens go to `control` before enable (hw_block_size=, max_data_area_mb=, ...).
+create_user_backstore() {
+	local name=$1 size=$2 cfg=$3 dir ctl tok
+	shift 3
+	case $cfg in *,*)
+		echo "create_user_backstore: dev_config may not contain ','" >&2
+		return 1
+		;;
+	esac
+	dir=$TARGET_CFG/core/$USER_HBA/$name
+	mkdir -p "$dir" || return 1
+	ctl="dev_config=$cfg,dev_size=$size"
+	for tok in "$@"; do ctl="$ctl,$tok"; done
+	_cfg_write "$dir/control" "$ctl" || return 1
+	_cfg_write "$dir/enable" 1 || return 1
+}
+
+# user_backstore_uio NAME [TIMEOUT_S]: prints the uioN whose name is tcm-user/<hba>/NAME/...
+user_backstore_uio() {
+	local name=$1 hba=${USER_HBA#user_} deadline=$((SECONDS + ${2:-10})) f
+	while :; do
+		for f in /sys/class/uio/uio*/name; do
+			[ -f "$f" ] || continue
+			case $(cat "$f") in "tcm-user/$hba/$name/"*)
+				f=${f%/name}
+				echo "${f##*/}"
+				return 0
+				;;
+			esac
+		done
+		[ $SECONDS -ge $deadline ] && break
+		sleep 0.1
+	done
+	echo "no uio device for user backstore $name" >&2
+	return 1
+}
+
+remove_user_backstore() {
+	rmdir "$TARGET_CFG/core/$USER_HBA/$1" || return 1
+	rmdir "$TARGET_CFG/core/$USER_HBA" 2>/dev/null # the HBA goes once it is empty
+	return 0
+}
+
+# create_rd_backstore NAME SIZE_BYTES: a kernel ramdisk (rd_mcp) backstore, no handler needed.
+create_rd_backstore() {
+	local dir=$TARGET_CFG/core/rd_mcp_1/$1
+	mkdir -p "$dir" || return 1
+	_cfg_write "$dir/control" "rd_pages=$(($2 / 4096))" || return 1
+	_cfg_write "$dir/enable" 1
+}
+
+remove_backstore() {
+	local dir
+	dir=$(backstore_dir "$1") || return 1
+	rmdir "$dir" || return 1
+	rmdir "${dir%/*}" 2>/dev/null
+	return 0
+}
+
+# --- tcm_loop ------------------------------------------------------------------------------
+# tcm_loop_wwn NAME [initiator]: deterministic NAA WWNs for NAME's loopback target (and the
+# nexus initiator port with a second argument).
+tcm_loop_wwn() {
+	local crc
+	crc=$(printf '%s' "$1" | cksum | cut -d' ' -f1)
+	printf 'naa.5001405%s%08x\n' "$([ -n "${2:-}" ] && echo 1 || echo 0)" "$crc"
+}
+
+# wait_for_tcm_loop_disk WWN [LUN] [TIMEOUT_S]: prints /dev/sdX once the disk for LUN of the
+# loopback target WWN (tpgt_1) is probed and its node exists. tpgt_1/address holds the SCSI
+# host:channel:target of the loopback port.
+wait_for_tcm_loop_disk() {
+	local wwn=$1 lun=${2:-0} timeout=${3:-30} addr tpg dev b
+	tpg=$TARGET_CFG/loopback/$wwn/tpgt_1
+	addr=$(cat "$tpg/address" 2>/dev/null) || {
+		echo "no tcm_loop target $wwn" >&2
+		return 1
+	}
+	b=/sys/class/scsi_device/$addr:$lun/device/block
+	_tcm_disk() {
+		local d
+		for d in "$b"/*; do
+			[ -e "$d" ] || return 1
+			dev=/dev/${d##*/}
+			[ -b "$dev" ]
+			return
+		done
+		return 1
+	}
+	if ! _wait_until "$timeout" _tcm_disk; then
+		echo "no disk for $wwn LUN $lun (scsi $addr:$lun) after ${timeout}s" >&2
+		return 1
+	fi
+	echo "$dev"
+}
+
+# export_tcm_loop NAME [LUN]: exports backstore NAME through a tcm_loop target (tpgt_1, nexus
+# first, then the LUN link) and prints the resulting /dev/sdX.
+export_tcm_loop() {
+	local name=$1 lun=${2:-0} bs wwn tpg
+	bs=$(backstore_dir "$name") || return 1
+	wwn=$(tcm_loop_wwn "$name")
+	tpg=$TARGET_CFG/loopback/$wwn/tpgt_1
+	mkdir -p "$tpg" || return 1
+	# The nexus (I_T nexus to a loopback initiator port) must exist before a LUN is linked.
+	if ! grep -q . "$tpg/nexus" 2>/dev/null; then
+		_cfg_write "$tpg/nexus" "$(tcm_loop_wwn "$name" initiator)" || return 1
+	fi
+	mkdir -p "$tpg/lun/lun_$lun" || return 1
+	ln -s "$bs" "$tpg/lun/lun_$lun/$name" || return 1
+	wait_for_tcm_loop_disk "$wwn" "$lun"
+}
+
+# unexport_tcm_loop NAME: removes the loopback target export_tcm_loop NAME made (all its LUNs).
+unexport_tcm_loop() {
+	_tcm_loop_remove "$TARGET_CFG/loopback/$(tcm_loop_wwn "$1")"
+}
+
+_tcm_loop_remove() { # WWN_DIR
+	local w=$1 tpg l st=0
+	[ -d "$w" ] || return 0
+	for tpg in "$w"/tpgt_*; do
+		[ -d "$tpg" ] || continue
+		for l in "$tpg"/lun/lun_*; do
+			[ -d "$l" ] || continue
+			find "$l" -maxdepth 1 -type l -exec rm -f {} + || st=1
+			rmdir "$l" || st=1
+		done
+		grep -q . "$tpg/nexus" 2>/dev/null && { printf 'NULL\n' >"$tpg/nexus" || st=1; }
+		rmdir "$tpg" || st=1
+	done
+	rmdir "$w" || st=1
+	return $st
+}
+
+# teardown_target: removes every tcm_loop target, then every backstore and HBA (for traps).
+teardown_target() {
+	local w d
+	for w in "$TARGET_CFG"/loopback/naa.* "$TARGET_CFG"/loopback/fc.* "$TARGET_CFG"/loopback/iqn.*; do
+		[ -d "$w" ] && _tcm_loop_remove "$w"
+	done
+	for d in "$TARGET_CFG"/core/*_[0-9]*/*/; do
+		[ -d "$d" ] && rmdir "$d"
+	done
+	for d in "$TARGET_CFG"/core/*_[0-9]*; do
+		[ -d "$d" ] && rmdir "$d" 2>/dev/null
+	done
+	return 0
+}
+
+# --- the appliance -------------------------------------------------------------------------
+APPLIANCE_BIN=${APPLIANCE_BIN:-$VM_REPO_ROOT/dist/tcmu-appliance}
+APPLIANCE_LOG=${APPLIANCE_LOG:-$VM_SCRATCH/appliance.log}
+APPLIANCE_PID=
+
+_alive() { # PID: running and not a zombie
+	local s
+	s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	s=${s##*) }
+	[ "${s%% *}" != Z ]
+}
+
+# start_appliance [ARGS...]: runs `$APPLIANCE_BIN serve ARGS...` in the background (this shell
+# must be its parent: do not call it in $(...)), output appended to $APPLIANCE_LOG; sets
+# APPLIANCE_PID. Fails (with the log's tail) if it exits within its first half second.
+start_appliance() {
+	if [ ! -x "$APPLIANCE_BIN" ]; then
+		echo "start_appliance: $APPLIANCE_BIN is missing (bun run build?)" >&2
+		return 1
+	fi
+	echo "--- start: serve $* ---" >>"$APPLIANCE_LOG"
+	"$APPLIANCE_BIN" serve "$@" >>"$APPLIANCE_LOG" 2>&1 &
+	APPLIANCE_PID=$!
+	sleep 0.5
+	if ! _alive "$APPLIANCE_PID"; then
+		local st=0
+		wait "$APPLIANCE_PID" || st=$?
+		APPLIANCE_PID=
+		echo "start_appliance: exited at once with status $st; log tail:" >&2
+		tail -n 20 "$APPLIANCE_LOG" >&2
+		return 1
+	fi
+}
+
+# stop_appliance [TIMEOUT_S]: SIGTERM, wait up to TIMEOUT_S (default 30; SIGKILL after that),
+# and return the appliance's exit status (128+signal if a signal ended it). Use as
+# `stop_appliance || st=$?` under set -e.
+stop_appliance() {
+	local pid=$APPLIANCE_PID timeout=${1:-30} st=0
+	[ -n "$pid" ] || { echo "stop_appliance: not running" >&2; return 0; }
+	kill -TERM "$pid" 2>/dev/null
+	if ! _wait_until "$timeout" eval '! _alive '"$pid"; then
+		echo "stop_appliance: still running ${timeout}s after SIGTERM; SIGKILL" >&2
+		kill -KILL "$pid" 2>/dev/null
+	fi
+	wait "$pid" || st=$?
+	APPLIANCE_PID=
+	return $st
+}
+
+# wait_for_log PATTERN [TIMEOUT_S] [FILE]: waits until FILE (default $APPLIANCE_LOG) has a line
+# matching the extended regex PATTERN.
+wait_for_log() {
+	local pat=$1 timeout=${2:-30} file=${3:-$APPLIANCE_LOG}
+	_wait_until "$timeout" grep -qE -- "$pat" "$file" 2>/dev/null && return 0
+	echo "wait_for_log: no /$pat/ in $file after ${timeout}s" >&2
+	return 1
+}

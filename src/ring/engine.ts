@@ -1,0 +1,444 @@
+// The command ring, driven the way target_core_user.c expects (shared/reference/kernel-tcmu.md):
+// walk entries from our read cursor to cmd_head, copy each CMD out of its entry, dispatch it;
+// write completions from cmd_tail onward (tail-steal under CAP_OOOC), publish cmd_tail once per
+// batch and ring the doorbell once. Everything read from the ring is bounds-checked against the
+// map: a bad CMD entry fails that command; an entry whose length is unusable stops the ring,
+// because there is no safe way to find the entry after it.
+import { NO_DATA_IN, SAM_STAT_CHECK_CONDITION, ScsiCommand, scsiCommandSize, CDB_LENGTH_MAX } from "./command.ts";
+import * as uapi from "./uapi.ts";
+
+export interface RingMemory {
+  /** The whole mapping: mailbox, command ring, data area. */
+  readonly memory: Uint8Array;
+  /** Address of memory[0], for handing data-area iovecs to preadv/pwritev. */
+  readonly baseAddress: number;
+}
+
+export interface CommandExecutor {
+  /** Fills the command's reply; returns a promise when the work finishes later. */
+  execute(command: ScsiCommand): void | Promise<void>;
+  /** Turns an unexpected exception into the command's reply (HARDWARE ERROR). */
+  failInternally(command: ScsiCommand, reason: "malformed-entry" | "internal-error"): void;
+}
+
+export interface RingLogger {
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+export interface RingEngineOptions {
+  /** Command slots: the most commands in flight at once. */
+  slotCount?: number;
+  /** Entries handled per wake-up before yielding to the event loop. */
+  entriesPerBatchMax?: number;
+  logger?: RingLogger;
+}
+
+export const SLOT_COUNT_DEFAULT = 256;
+export const ENTRIES_PER_BATCH_MAX_DEFAULT = 512;
+const CMD_ID_COUNT = 0x10000;
+/** Offsets above 2^53 cannot be numbers; the kernel never writes them, a corrupt ring might. */
+const HIGH_WORD_MAX = 0x1f_ffff;
+
+export interface RingCounters {
+  commands: number;
+  padEntries: number;
+  tmrEntries: number;
+  abortedCommands: number;
+  unknownEntries: number;
+  malformedEntries: number;
+  doorbells: number;
+  batches: number;
+}
+
+export class RingEngine {
+  readonly mailboxFlags: number;
+  readonly cmdrOffset: number;
+  readonly cmdrSizeBytes: number;
+  readonly dataAreaOffset: number;
+  readonly counters: RingCounters = {
+    commands: 0,
+    padEntries: 0,
+    tmrEntries: 0,
+    abortedCommands: 0,
+    unknownEntries: 0,
+    malformedEntries: 0,
+    doorbells: 0,
+    batches: 0,
+  };
+  /** Set when the ring itself is corrupt; nothing more is read until the device is reset. */
+  broken = false;
+
+  readonly #memory: Uint8Array;
+  readonly #view: DataView;
+  readonly #mailboxWords: Int32Array;
+  readonly #executor: CommandExecutor;
+  readonly #doorbell: () => void;
+  readonly #logger: RingLogger;
+  readonly #entriesPerBatchMax: number;
+  readonly #outOfOrder: boolean;
+  readonly #readLenSupported: boolean;
+
+  readonly #slots: ScsiCommand[];
+  readonly #freeSlots: Int32Array;
+  #freeSlotCount: number;
+  readonly #inFlightById: (ScsiCommand | undefined)[] = new Array(CMD_ID_COUNT);
+  readonly #completedQueue: Int32Array;
+  #completedHead = 0;
+  #completedCount = 0;
+
+  /** Next entry to read (ahead of cmd_tail while commands are in flight). */
+  #readCursor: number;
+  /** Our copy of cmd_tail: the next entry whose slot takes a completion. */
+  #tailCursor: number;
+  #flushScheduled = false;
+  #inBatch = false;
+  #idleWaiters: (() => void)[] = [];
+
+  constructor(ring: RingMemory, doorbell: () => void, executor: CommandExecutor, options: RingEngineOptions = {}) {
+    this.#memory = ring.memory;
+    this.#view = new DataView(ring.memory.buffer, ring.memory.byteOffset, ring.memory.byteLength);
+    this.#mailboxWords = new Int32Array(ring.memory.buffer, ring.memory.byteOffset, uapi.MAILBOX_SIZE / 4);
+    this.#executor = executor;
+    this.#doorbell = doorbell;
+    this.#logger = options.logger ?? { warn: () => {}, error: () => {} };
+    this.#entriesPerBatchMax = options.entriesPerBatchMax ?? ENTRIES_PER_BATCH_MAX_DEFAULT;
+
+    const version = this.#view.getUint16(uapi.MAILBOX_VERSION_OFFSET, true);
+    if (version !== uapi.TCMU_MAILBOX_VERSION) {
+      throw new Error(`mailbox version ${version}, expected ${uapi.TCMU_MAILBOX_VERSION}`);
+    }
+    this.mailboxFlags = this.#view.getUint16(uapi.MAILBOX_FLAGS_OFFSET, true);
+    this.cmdrOffset = this.#view.getUint32(uapi.MAILBOX_CMDR_OFF_OFFSET, true);
+    this.cmdrSizeBytes = this.#view.getUint32(uapi.MAILBOX_CMDR_SIZE_OFFSET, true);
+    this.dataAreaOffset = this.cmdrOffset + this.cmdrSizeBytes;
+    if (this.cmdrOffset < uapi.MAILBOX_SIZE || this.cmdrOffset % uapi.TCMU_OP_ALIGN_SIZE !== 0) {
+      throw new Error(`mailbox cmdr_off ${this.cmdrOffset} is not a valid ring offset`);
+    }
+    if (this.cmdrSizeBytes < 2 * uapi.TCMU_CMD_ENTRY_SIZE || this.dataAreaOffset > ring.memory.byteLength) {
+      throw new Error(`mailbox cmdr_size ${this.cmdrSizeBytes} does not fit the ${ring.memory.byteLength}-byte map`);
+    }
+    this.#outOfOrder = (this.mailboxFlags & uapi.TCMU_MAILBOX_FLAG_CAP_OOOC) !== 0;
+    this.#readLenSupported = (this.mailboxFlags & uapi.TCMU_MAILBOX_FLAG_CAP_READ_LEN) !== 0;
+
+    const slotCount = options.slotCount ?? SLOT_COUNT_DEFAULT;
+    this.#slots = Array.from({ length: slotCount }, (_, index) => new ScsiCommand(index, ring.memory, ring.baseAddress));
+    this.#freeSlots = new Int32Array(slotCount);
+    for (let index = 0; index < slotCount; index += 1) this.#freeSlots[index] = slotCount - 1 - index;
+    this.#freeSlotCount = slotCount;
+    this.#completedQueue = new Int32Array(slotCount);
+
+    // A predecessor may have died with commands posted: they sit between cmd_tail and cmd_head
+    // and are served like new ones.
+    this.#tailCursor = this.#loadTail();
+    this.#readCursor = this.#tailCursor;
+    if (this.#tailCursor % uapi.TCMU_OP_ALIGN_SIZE !== 0 || this.#tailCursor >= this.cmdrSizeBytes) {
+      throw new Error(`mailbox cmd_tail ${this.#tailCursor} is not a valid ring position`);
+    }
+  }
+
+  get outOfOrderCompletion(): boolean {
+    return this.#outOfOrder;
+  }
+
+  get inFlightCount(): number {
+    return this.#slots.length - this.#freeSlotCount;
+  }
+
+  /** Bytes of the ring between cmd_tail and cmd_head: posted and not yet completed. */
+  get occupancyBytes(): number {
+    return this.#distance(this.#tailCursor, this.#loadHead());
+  }
+
+  /** True when the kernel has posted entries we have not read yet. */
+  get hasPendingEntries(): boolean {
+    return !this.broken && this.#readCursor !== this.#loadHead();
+  }
+
+  /**
+   * Handles one bounded batch of new entries, then writes completions. Returns the number of
+   * entries read; call again (after yielding) while hasPendingEntries is true.
+   */
+  processRing(): number {
+    if (this.broken) return 0;
+    this.counters.batches += 1;
+    this.#inBatch = true;
+    let entries = 0;
+    try {
+      const head = this.#loadHead();
+      while (this.#readCursor !== head && entries < this.#entriesPerBatchMax) {
+        if (!this.#readEntry(head)) break;
+        entries += 1;
+      }
+    } finally {
+      this.#inBatch = false;
+    }
+    this.#writeCompletions();
+    return entries;
+  }
+
+  /** Resolves once no command is in flight (used by shutdown and tests). */
+  whenIdle(): Promise<void> {
+    if (this.inFlightCount === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  /** Reads the entry at the read cursor; false when it must wait (no free slot) or the ring broke. */
+  #readEntry(head: number): boolean {
+    const entryOffset = this.cmdrOffset + this.#readCursor;
+    const lenOp = this.#view.getUint32(entryOffset + uapi.HDR_LEN_OP_OFFSET, true);
+    const lengthBytes = uapi.tcmuHdrGetLen(lenOp);
+    const op = uapi.tcmuHdrGetOp(lenOp);
+    if (!this.#entryLengthIsSane(lengthBytes, op, head)) return false;
+
+    if (op === uapi.TCMU_OP_CMD) {
+      if (this.#freeSlotCount === 0) return false;
+      this.#dispatch(entryOffset, lengthBytes);
+    } else if (op === uapi.TCMU_OP_PAD) {
+      this.counters.padEntries += 1;
+    } else if (op === uapi.TCMU_OP_TMR) {
+      this.#readTmr(entryOffset, lengthBytes);
+    } else {
+      // tcmu-design: an entry type we do not know gets UNKNOWN_OP and is passed over.
+      this.counters.unknownEntries += 1;
+      const uflags = this.#view.getUint8(entryOffset + uapi.HDR_UFLAGS_OFFSET);
+      this.#view.setUint8(entryOffset + uapi.HDR_UFLAGS_OFFSET, uflags | uapi.TCMU_UFLAG_UNKNOWN_OP);
+      this.#logger.warn(`ring entry with unknown opcode ${op} at ${this.#readCursor}: passed over with UNKNOWN_OP`);
+    }
+    this.#readCursor = (this.#readCursor + lengthBytes) % this.cmdrSizeBytes;
+    return true;
+  }
+
+  #entryLengthIsSane(lengthBytes: number, op: number, head: number): boolean {
+    const available = this.#distance(this.#readCursor, head);
+    const fitsRing = this.#readCursor + lengthBytes <= this.cmdrSizeBytes;
+    const minimum = op === uapi.TCMU_OP_CMD ? uapi.TCMU_CMD_ENTRY_SIZE : uapi.TCMU_CMD_ENTRY_HDR_SIZE;
+    if (lengthBytes >= minimum && lengthBytes <= available && fitsRing) return true;
+    this.broken = true;
+    this.counters.malformedEntries += 1;
+    this.#logger.error(
+      `ring entry at ${this.#readCursor} has length ${lengthBytes} (op ${op}, ${available} bytes posted): ` +
+        "the ring is corrupt; this device stops until action/reset_ring",
+    );
+    return false;
+  }
+
+  #dispatch(entryOffset: number, lengthBytes: number): void {
+    const command = this.#slots[this.#freeSlots[--this.#freeSlotCount]!]!;
+    command.reset();
+    command.cmdId = this.#view.getUint16(entryOffset + uapi.HDR_CMD_ID_OFFSET, true);
+    this.counters.commands += 1;
+    const problem = this.#copyRequest(entryOffset, lengthBytes, command);
+    if (this.#inFlightById[command.cmdId] !== undefined) {
+      this.#logger.warn(`cmd_id ${command.cmdId} posted twice while in flight`);
+    }
+    this.#inFlightById[command.cmdId] = command;
+    if (problem !== undefined) {
+      command.malformed = true;
+      this.counters.malformedEntries += 1;
+      this.#logger.warn(`cmd_id ${command.cmdId} at ring offset ${this.#readCursor}: ${problem}; failed with CHECK CONDITION`);
+      this.#executor.failInternally(command, "malformed-entry");
+      this.#complete(command);
+      return;
+    }
+    let result: void | Promise<void>;
+    try {
+      result = this.#executor.execute(command);
+    } catch (error) {
+      this.#failFromException(command, error);
+      this.#complete(command);
+      return;
+    }
+    if (result === undefined) {
+      this.#complete(command);
+    } else {
+      result.then(
+        () => this.#complete(command),
+        (error: unknown) => {
+          this.#failFromException(command, error);
+          this.#complete(command);
+        },
+      );
+    }
+  }
+
+  /** Copies CDB and iovecs out of the entry; returns why the entry is unusable, if it is. */
+  #copyRequest(entryOffset: number, lengthBytes: number, command: ScsiCommand): string | undefined {
+    const view = this.#view;
+    const iovCount = view.getUint32(entryOffset + uapi.REQ_IOV_CNT_OFFSET, true);
+    const iovBidiCount = view.getUint32(entryOffset + uapi.REQ_IOV_BIDI_CNT_OFFSET, true);
+    const iovDifCount = view.getUint32(entryOffset + uapi.REQ_IOV_DIF_CNT_OFFSET, true);
+    const iovTotal = iovCount + iovBidiCount + iovDifCount;
+    if (uapi.REQ_IOV_OFFSET + uapi.IOVEC_SIZE * iovTotal > lengthBytes) {
+      return `${iovTotal} iovecs do not fit a ${lengthBytes}-byte entry`;
+    }
+    const cdbOffset = this.#readOffset(entryOffset + uapi.REQ_CDB_OFF_OFFSET);
+    // The kernel puts the CDB inside the entry; anything outside the ring is refused.
+    const ringBytesLeft = this.dataAreaOffset - cdbOffset;
+    if (cdbOffset < this.cmdrOffset || ringBytesLeft < 6) return `cdb_off ${cdbOffset} lies outside the command ring`;
+    const memory = this.#memory;
+    command.cdb.fill(0, 0, 16);
+    command.cdb.set(memory.subarray(cdbOffset, cdbOffset + Math.min(16, ringBytesLeft)));
+    const cdbLength = scsiCommandSize(command.cdb);
+    if (cdbLength > CDB_LENGTH_MAX || cdbLength > ringBytesLeft) {
+      return `a ${cdbLength}-byte CDB at ${cdbOffset} does not fit the command ring`;
+    }
+    if (cdbLength > 16) command.cdb.set(memory.subarray(cdbOffset, cdbOffset + cdbLength));
+    command.cdbLength = cdbLength;
+
+    const mapBytes = memory.byteLength;
+    for (let index = 0; index < iovCount + iovBidiCount; index += 1) {
+      const iovecOffset = entryOffset + uapi.REQ_IOV_OFFSET + uapi.IOVEC_SIZE * index;
+      const base = this.#readOffset(iovecOffset);
+      const length = this.#readOffset(iovecOffset + 8);
+      if (base < this.dataAreaOffset || length < 0 || base + length > mapBytes) {
+        return `iovec ${index} (offset ${base}, ${length} bytes) lies outside the data area`;
+      }
+      (index < iovCount ? command.data : command.bidiData).push(base, length);
+    }
+    return undefined;
+  }
+
+  /** Reads a u64 map offset or length; -1 when it is too large to be one. */
+  #readOffset(at: number): number {
+    const low = this.#view.getUint32(at, true);
+    const high = this.#view.getUint32(at + 4, true);
+    return high > HIGH_WORD_MAX ? -1 : high * 0x1_0000_0000 + low;
+  }
+
+  #readTmr(entryOffset: number, lengthBytes: number): void {
+    this.counters.tmrEntries += 1;
+    const commandCount = this.#view.getUint32(entryOffset + uapi.TMR_CMD_CNT_OFFSET, true);
+    if (uapi.TMR_CMD_IDS_OFFSET + 2 * commandCount > lengthBytes) {
+      this.counters.malformedEntries += 1;
+      this.#logger.warn(`TMR entry lists ${commandCount} commands but is ${lengthBytes} bytes long: ignored`);
+      return;
+    }
+    for (let index = 0; index < commandCount; index += 1) {
+      const cmdId = this.#view.getUint16(entryOffset + uapi.TMR_CMD_IDS_OFFSET + 2 * index, true);
+      const command = this.#inFlightById[cmdId];
+      if (command === undefined || command.aborted) continue;
+      // The kernel still waits for a completion of each; work not yet started is skipped.
+      command.aborted = true;
+      this.counters.abortedCommands += 1;
+    }
+  }
+
+  #failFromException(command: ScsiCommand, error: unknown): void {
+    this.#logger.error(`cmd_id ${command.cmdId} opcode 0x${command.opcode.toString(16)} failed internally: ${String(error)}`);
+    command.dataInBytes = NO_DATA_IN;
+    this.#executor.failInternally(command, "internal-error");
+  }
+
+  /** A command's reply is final: zero what Data-In it left unfilled and queue the completion. */
+  #complete(command: ScsiCommand): void {
+    if (command.dataInBytes !== NO_DATA_IN) {
+      const buffer = command.dataIn;
+      if (command.dataInBytes > buffer.totalBytes) command.dataInBytes = buffer.totalBytes;
+      // Data pages are reused without zeroing: bytes we did not write would reach the initiator.
+      if (command.dataInBytes < buffer.totalBytes) buffer.fill(0, command.dataInBytes);
+    }
+    const slots = this.#completedQueue.length;
+    this.#completedQueue[(this.#completedHead + this.#completedCount) % slots] = command.slotIndex;
+    this.#completedCount += 1;
+    if (!this.#inBatch && !this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(() => {
+        this.#flushScheduled = false;
+        this.#writeCompletions();
+        if (this.hasPendingEntries) this.processRing();
+      });
+    }
+  }
+
+  /** Writes queued completions into ring slots from cmd_tail on, publishes cmd_tail, rings once. */
+  #writeCompletions(): void {
+    const startTail = this.#tailCursor;
+    let tail = startTail;
+    while (tail !== this.#readCursor) {
+      const entryOffset = this.cmdrOffset + tail;
+      const lenOp = this.#view.getUint32(entryOffset + uapi.HDR_LEN_OP_OFFSET, true);
+      if (uapi.tcmuHdrGetOp(lenOp) === uapi.TCMU_OP_CMD) {
+        const command = this.#takeCompletionFor(entryOffset);
+        if (command === undefined) break;
+        this.#writeResponse(entryOffset, command);
+        this.#release(command);
+      }
+      tail = (tail + uapi.tcmuHdrGetLen(lenOp)) % this.cmdrSizeBytes;
+    }
+    if (tail === startTail) return;
+    this.#tailCursor = tail;
+    Atomics.store(this.#mailboxWords, uapi.MAILBOX_CMD_TAIL_OFFSET / 4, tail);
+    this.counters.doorbells += 1;
+    this.#doorbell();
+    if (this.inFlightCount === 0 && this.#idleWaiters.length > 0) {
+      const waiters = this.#idleWaiters;
+      this.#idleWaiters = [];
+      for (const wake of waiters) wake();
+    }
+  }
+
+  /**
+   * The completion that goes into the CMD slot at `entryOffset`: under OOOC the oldest finished
+   * command (its request was copied out, so any slot will do); otherwise only the slot's own.
+   */
+  #takeCompletionFor(entryOffset: number): ScsiCommand | undefined {
+    if (this.#completedCount === 0) return undefined;
+    const slots = this.#completedQueue.length;
+    if (this.#outOfOrder) {
+      const command = this.#slots[this.#completedQueue[this.#completedHead]!]!;
+      this.#completedHead = (this.#completedHead + 1) % slots;
+      this.#completedCount -= 1;
+      return command;
+    }
+    const ownId = this.#view.getUint16(entryOffset + uapi.HDR_CMD_ID_OFFSET, true);
+    for (let index = 0; index < this.#completedCount; index += 1) {
+      const position = (this.#completedHead + index) % slots;
+      const command = this.#slots[this.#completedQueue[position]!]!;
+      if (command.cmdId !== ownId) continue;
+      // Close the gap: move the entries before it up by one.
+      for (let move = index; move > 0; move -= 1) {
+        this.#completedQueue[(this.#completedHead + move) % slots] = this.#completedQueue[(this.#completedHead + move - 1) % slots]!;
+      }
+      this.#completedHead = (this.#completedHead + 1) % slots;
+      this.#completedCount -= 1;
+      return command;
+    }
+    return undefined;
+  }
+
+  #writeResponse(entryOffset: number, command: ScsiCommand): void {
+    const view = this.#view;
+    let uflags = 0;
+    let readLength = 0;
+    if (command.dataInBytes !== NO_DATA_IN && this.#readLenSupported && command.dataInBytes < command.dataIn.totalBytes) {
+      uflags |= uapi.TCMU_UFLAG_READ_LEN;
+      readLength = command.dataInBytes;
+    }
+    view.setUint16(entryOffset + uapi.HDR_CMD_ID_OFFSET, command.cmdId, true);
+    view.setUint8(entryOffset + uapi.HDR_UFLAGS_OFFSET, uflags);
+    view.setUint8(entryOffset + uapi.RSP_SCSI_STATUS_OFFSET, command.status);
+    view.setUint32(entryOffset + uapi.RSP_READ_LEN_OFFSET, readLength, true);
+    if (command.status === SAM_STAT_CHECK_CONDITION) {
+      // All 96 bytes: the slot still holds request bytes, and the kernel copies the whole buffer.
+      this.#memory.set(command.sense, entryOffset + uapi.RSP_SENSE_BUFFER_OFFSET);
+    }
+  }
+
+  #release(command: ScsiCommand): void {
+    if (this.#inFlightById[command.cmdId] === command) this.#inFlightById[command.cmdId] = undefined;
+    this.#freeSlots[this.#freeSlotCount++] = command.slotIndex;
+  }
+
+  #distance(from: number, to: number): number {
+    return (to - from + this.cmdrSizeBytes) % this.cmdrSizeBytes;
+  }
+
+  #loadHead(): number {
+    return Atomics.load(this.#mailboxWords, uapi.MAILBOX_CMD_HEAD_OFFSET / 4) >>> 0;
+  }
+
+  #loadTail(): number {
+    return Atomics.load(this.#mailboxWords, uapi.MAILBOX_CMD_TAIL_OFFSET / 4) >>> 0;
+  }
+}

@@ -67,23 +67,22 @@ if [ -z "$deb" ]; then
 fi
 
 kver=${pkg#linux-image-}
+# The cache keeps the .deb and a slim tree: boot/vmlinuz-$kver, boot/config-$kver and
+# lib/modules/$kver with just the VM's modules (depmod'ed; bind-mounted in the guest chroot).
 ktree=$VM_CACHE/kernel/$kver
-if [ ! -f "$ktree/.extracted" ]; then
-	vm_log "extracting $(basename "$deb")"
-	rm -rf "$ktree"
-	mkdir -p "$ktree"
-	dpkg-deb -x "$deb" "$ktree"
-	# Debian 12 ships /lib/modules; later releases /usr/lib/modules.
-	if [ ! -d "$ktree/lib/modules/$kver" ] && [ -d "$ktree/usr/lib/modules/$kver" ]; then
-		mkdir -p "$ktree/lib/modules"
-		ln -s "../../usr/lib/modules/$kver" "$ktree/lib/modules/$kver"
-	fi
-	depmod -b "$ktree" "$kver"
-	touch "$ktree/.extracted"
+full=$VM_CACHE/extract.tmp
+vm_log "extracting $(basename "$deb")"
+rm -rf "$full"
+mkdir -p "$full"
+dpkg-deb -x "$deb" "$full"
+# Debian 12 ships /lib/modules; later releases /usr/lib/modules.
+if [ ! -d "$full/lib/modules/$kver" ] && [ -d "$full/usr/lib/modules/$kver" ]; then
+	mkdir -p "$full/lib/modules"
+	ln -s "../../usr/lib/modules/$kver" "$full/lib/modules/$kver"
 fi
-kernel=$ktree/boot/vmlinuz-$kver
-[ -f "$kernel" ] || vm_die "no $kernel in $deb"
-moddir=$ktree/lib/modules/$kver
+depmod -b "$full" "$kver"
+[ -f "$full/boot/vmlinuz-$kver" ] || vm_die "no boot/vmlinuz-$kver in $deb"
+moddir=$full/lib/modules/$kver
 
 # --- initramfs ----------------------------------------------------------------------------
 vm_log "building the initramfs for $kver"
@@ -100,7 +99,7 @@ chmod 755 "$stage/init" "$stage/bin/busybox"
 # Each listed module, preceded by its (soft) dependencies not already listed; absent and
 # built-in modules are skipped.
 files=$(for name in $VM_MODULES; do
-	modprobe -d "$ktree" -S "$kver" --show-depends "$name" 2>/dev/null |
+	modprobe -d "$full" -S "$kver" --show-depends "$name" 2>/dev/null |
 		awk '$1 == "insmod" { print $2 }'
 done | awk '!seen[$0]++')
 for file in $files; do
@@ -124,13 +123,27 @@ done
 cp "$moddir"/modules.order "$moddir"/modules.builtin* "$stage/lib/modules/$kver/" 2>/dev/null || true
 depmod -b "$stage" "$kver"
 
+rm -rf "$ktree"
+mkdir -p "$ktree/boot" "$ktree/lib/modules"
+cp "$full/boot/vmlinuz-$kver" "$full/boot/config-$kver" "$ktree/boot/"
+cp -a "$stage/lib/modules/$kver" "$ktree/lib/modules/"
+kernel=$ktree/boot/vmlinuz-$kver
+
 initrd=$VM_CACHE/initramfs-$kver.cpio.gz
 (cd "$stage" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet -R 0:0 | gzip -1) >"$initrd.tmp"
 mv "$initrd.tmp" "$initrd"
 nmods=$(wc -l <"$stage/etc/vm-modules.order")
-rm -rf "$stage"
+rm -rf "$stage" "$full"
 
 printf 'VM_KVER=%q\nVM_KTREE=%q\nVM_KERNEL=%q\nVM_INITRD=%q\nVM_STAMP=%s\n' \
 	"$kver" "$ktree" "$kernel" "$initrd" "$stamp" >"$VM_CURRENT.tmp"
 mv "$VM_CURRENT.tmp" "$VM_CURRENT"
+
+# Drop older kernels so a CI cache of .vm-cache does not grow.
+for old in "$VM_CACHE"/debs/*.deb "$VM_CACHE"/kernel/* "$VM_CACHE"/initramfs-*.cpio.gz; do
+	case $old in
+	"$deb" | "$ktree" | "$initrd") ;;
+	*) [ -e "$old" ] && rm -rf "$old" ;;
+	esac
+done
 vm_log "prepared: $kver, $nmods modules ($(vm_elapsed "$t0") s)"

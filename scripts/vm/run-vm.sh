@@ -10,10 +10,11 @@
 # Output is streamed to stdout; the exit status is the guest script's (124 on timeout, 125 if
 # the guest never reported one).
 #
-# Env: VM_SKIP_PREPARE=1 (do not re-check .vm-cache; run-suite.sh sets it), VM_TIMEOUT (seconds, default 1200), VM_MEM (MiB, default 3072), VM_CPUS (default 2),
+# Env: VM_TIMEOUT (seconds, default 1200), VM_MEM (MiB, default 3072), VM_CPUS (default 2),
 #      VM_LOG (also write the console log here), VM_OUT_DIR (host dir mounted writable in the
 #      guest at /run/vm-out, exported there as VM_OUT), VM_QEMU_ARGS (extra qemu arguments),
-#      VM_CMDLINE (extra kernel arguments).
+#      VM_CMDLINE (extra kernel arguments), VM_SKIP_PREPARE=1 (use .vm-cache as it is;
+#      run-suite.sh sets it; otherwise prepare.sh runs first, ~0.7 s when cached).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -81,10 +82,12 @@ fi
 # shellcheck disable=SC2206
 qemu+=(${VM_QEMU_ARGS:-})
 
-vm_log "boot $VM_KVER: $(basename "$script") $* (timeout ${timeout_s}s)"
+vm_log "boot $VM_KVER: $(basename "$script")${*:+ $*} (timeout ${timeout_s}s)"
 t0=$(vm_now)
 set +e
-timeout -k 10 "$timeout_s" "${qemu[@]}" </dev/null 2>&1 | sed -u -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1bc//g' -e 's/\r$//' | tee "$log"
+# Console: drop SeaBIOS's terminal resets/escapes and the serial line's CRs.
+timeout -k 10 "$timeout_s" "${qemu[@]}" </dev/null 2>&1 |
+	sed -u -e 's/\x1bc/\n/g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\r$//' | tee "$log"
 qrc=${PIPESTATUS[0]}
 set -e
 

@@ -1,0 +1,4 @@
+// Worker entry URLs, resolved from this file because it sits beside main.ts: in a compiled
+// binary every module's import.meta.url is the binary's root (file:///$bunfs/root/…), so a URL
+// built in a subfolder would point outside it. build.ts passes each of these as an entrypoint.
+export const UIO_WAIT_WORKER_URL = new URL("./uio-wait-worker.ts", import.meta.url).href;

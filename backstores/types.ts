@@ -18,6 +18,12 @@ export interface BackstoreCapabilities {
   readonly lbaStatus: boolean;
   /** Whether writes can sit in a volatile cache that flush() makes durable. */
   readonly volatileCache: boolean;
+  /**
+   * The smallest range unmap() really deallocates (a file system block, a tmpfs page):
+   * VPD B2 OPTIMAL UNMAP GRANULARITY. Smaller or unaligned pieces are zeroed in place instead.
+   * Absent: no preference.
+   */
+  readonly unmapGranularityBytes?: number;
 }
 
 export interface LbaStatusExtent {
@@ -38,12 +44,21 @@ export interface Backstore {
   /** `durable`: the data must be on stable storage before this finishes (FUA, WCE=0). */
   write(offsetBytes: number, lengthBytes: number, source: DataSegments, sourceStartBytes: number, durable: boolean): IoResult;
   flush(): IoResult;
-  /** Deallocates the range where the store can; reads of it return zeros afterwards. */
+  /**
+   * Deallocates the range where the store can. Reads of it return zeros afterwards when
+   * capabilities.unmapReadsZeroes; otherwise (a discarding block device) they may return anything.
+   */
   unmap(offsetBytes: number, lengthBytes: number): IoResult;
   /** Writes zeros over the range; `deallocate` permits doing it by deallocating. */
   writeZeroes(offsetBytes: number, lengthBytes: number, deallocate: boolean, durable: boolean): IoResult;
   lbaStatus(offsetBytes: number): LbaStatusExtent | Promise<LbaStatusExtent>;
+  /** Releases descriptors and mappings; the data stays (a restarted handler reattaches). */
   close(): void | Promise<void>;
+  /**
+   * The device was removed for good: close, then delete what only this device used (the RAM
+   * store's shared-memory file). Stores over a user's image leave it alone. Absent: same as close.
+   */
+  destroy?(): void | Promise<void>;
 }
 
 export type BackstoreErrorKind = "read" | "write" | "no-space" | "write-protected" | "unsupported";
@@ -58,5 +73,15 @@ export class BackstoreError extends Error {
     this.name = "BackstoreError";
     this.kind = kind;
     this.offsetBytes = offsetBytes;
+  }
+}
+
+/** A store that cannot be opened as configured (missing image, lock held, too small…). */
+export class BackstoreOpenError extends Error {
+  readonly code = "E_BACKSTORE_OPEN";
+
+  constructor(message: string) {
+    super(message);
+    this.name = "BackstoreOpenError";
   }
 }

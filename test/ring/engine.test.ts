@@ -261,8 +261,11 @@ describe("Data-In replies", () => {
     const completion = await device.submit(cdbs.inquiry(4096), { dataInBytes: 4096 });
     expect(completion.status).toBe(SAM_STAT_GOOD);
     expect(completion.uflags & uapi.TCMU_UFLAG_READ_LEN).toBe(uapi.TCMU_UFLAG_READ_LEN);
-    expect(completion.dataIn.byteLength).toBe(74);
-    expect(completion.dataInBuffer.subarray(74).every((byte) => byte === 0)).toBe(true);
+    // Standard INQUIRY data is ADDITIONAL LENGTH (byte 4) + 5 bytes long.
+    const replyBytes = completion.dataIn[4]! + 5;
+    expect(replyBytes).toBeLessThan(4096);
+    expect(completion.dataIn.byteLength).toBe(replyBytes);
+    expect(completion.dataInBuffer.subarray(replyBytes).every((byte) => byte === 0)).toBe(true);
     expect(completion.dataInBuffer.includes(SIM_STALE_BYTE)).toBe(false);
   });
 
@@ -271,7 +274,7 @@ describe("Data-In replies", () => {
     const completion = await device.submit(cdbs.inquiry(4096), { dataInBytes: 4096 });
     expect(completion.uflags & uapi.TCMU_UFLAG_READ_LEN).toBe(0);
     expect(completion.dataIn.byteLength).toBe(4096);
-    expect(completion.dataIn.subarray(74).every((byte) => byte === 0)).toBe(true);
+    expect(completion.dataIn.subarray(completion.dataIn[4]! + 5).every((byte) => byte === 0)).toBe(true);
   });
 
   test("zeroes a read's buffer when the command fails", async () => {

@@ -21,6 +21,17 @@ export function cdbU64(cdb: Uint8Array, at: number): number {
   return high * 0x1_0000_0000 + low;
 }
 
+/** A 64-bit field exactly, for sense INFORMATION when the number form saturated. */
+export function cdbU64Exact(cdb: Uint8Array, at: number): bigint {
+  return (BigInt(cdbU32(cdb, at)) << 32n) | BigInt(cdbU32(cdb, at + 4));
+}
+
+// Parameter lists (Data-Out: UNMAP, MODE SELECT, EXTENDED COPY) are big-endian like CDBs; the
+// same readers under names that say where the bytes come from.
+export const paramU16 = cdbU16;
+export const paramU32 = cdbU32;
+export const paramU64 = cdbU64;
+
 export function putU16(target: Uint8Array, at: number, value: number): void {
   target[at] = (value >>> 8) & 0xff;
   target[at + 1] = value & 0xff;

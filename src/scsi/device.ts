@@ -1,12 +1,15 @@
 // A SCSI logical unit: the executor the ring engine hands commands to. It looks the CDB up in the
-// opcode table and runs the row; it owns the unit's state (mode parameters, pending sense) and
-// turns backstore failures into sense.
+// opcode table and runs the row; it owns the unit's state (mode parameters, unit attentions,
+// started/stopped, the LBA range lock) and turns backstore failures into sense.
 import { BackstoreError, type Backstore, type IoResult } from "../../backstores/types.ts";
 import { NO_DATA_IN, SAM_STAT_TASK_ABORTED, type ScsiCommand } from "../ring/command.ts";
 import type { CommandExecutor } from "../ring/engine.ts";
 import { ALL_COMMANDS } from "./commands.ts";
+import { PROCESS_DEVICE_REGISTRY, type DeviceRegistry } from "./device-registry.ts";
+import { naaDesignator, naaKey, unitSerialFor } from "./identity.ts";
+import { LbaRangeLock } from "./lba-lock.ts";
 import * as sense from "./sense.ts";
-import { OpcodeTable, SERVICE_ACTION_OPCODES } from "./table.ts";
+import { CONTROL_NACA, OpcodeTable, SERVICE_ACTION_OPCODES } from "./table.ts";
 
 export interface ScsiIdentity {
   /** T10 vendor identification, 8 ASCII characters at most. */
@@ -15,7 +18,10 @@ export interface ScsiIdentity {
   product: string;
   /** Product revision level, 4 at most. */
   revision: string;
-  /** Unit serial number (VPD 0x80), from configfs wwn/vpd_unit_serial when there is one. */
+  /**
+   * Unit serial number (VPD 0x80), from configfs wwn/vpd_unit_serial. Empty: one is derived from
+   * the device name (stable across restarts). The NAA designator (VPD 0x83) follows from it.
+   */
   unitSerial: string;
 }
 
@@ -24,10 +30,21 @@ export interface ScsiDeviceConfig {
   blockSizeBytes: number;
   /** dev_size: the capacity is floor(sizeBytes / blockSizeBytes) blocks. */
   sizeBytes: number;
-  /** hw_max_sectors: the largest transfer in one command, in blocks. */
+  /** hw_max_sectors: the largest transfer in one command, in blocks (VPD B0). */
   maxTransferBlocks: number;
+  /** emulate_write_cache: WCE at start and the caching mode page's default value. */
   writeCacheEnabled: boolean;
   identity: ScsiIdentity;
+  /** Logical blocks per physical block, as a power of two (READ CAPACITY(16)); default 0. */
+  physicalBlockExponent?: number;
+  /** First LBA aligned to a physical block (READ CAPACITY(16)); default 0. */
+  lowestAlignedLba?: number;
+  /** D_SENSE at start (descriptor-format sense); default false. */
+  descriptorSense?: boolean;
+  /** Told when MODE SELECT changes WCE, so the control plane can mirror it (emulate_write_cache). */
+  onWriteCacheChange?: (enabled: boolean) => void;
+  /** Where EXTENDED COPY finds other devices by NAA; default: every device of this process. */
+  registry?: DeviceRegistry;
 }
 
 export const DEFAULT_IDENTITY: ScsiIdentity = {
@@ -39,6 +56,10 @@ export const DEFAULT_IDENTITY: ScsiIdentity = {
 
 /** Response data is built here, then copied into the Data-In buffer (INQUIRY, MODE SENSE…). */
 export const RESPONSE_SCRATCH_BYTES = 64 * 1024;
+/** Parameter lists (MODE SELECT, UNMAP, EXTENDED COPY) are copied out of Data-Out into this. */
+export const PARAMETER_SCRATCH_BYTES = 64 * 1024;
+/** Unit attentions kept pending at most; older duplicates are not queued twice. */
+export const UNIT_ATTENTIONS_MAX = 8;
 
 const SHARED_TABLE = new OpcodeTable(ALL_COMMANDS);
 
@@ -47,18 +68,42 @@ export class ScsiDevice implements CommandExecutor {
   readonly config: ScsiDeviceConfig;
   readonly table: OpcodeTable;
   readonly scratch = new Uint8Array(RESPONSE_SCRATCH_BYTES);
+  readonly parameterScratch = new Uint8Array(PARAMETER_SCRATCH_BYTES);
+  /** COMPARE AND WRITE takes its range exclusively; every other data command shares. */
+  readonly rangeLock = new LbaRangeLock();
+  readonly unitSerial: string;
+  /** NAA IEEE Registered Extended designator (VPD 0x83), 16 bytes. */
+  readonly naa: Uint8Array;
+  readonly naaKey: string;
   /** Control mode page D_SENSE: descriptor-format sense when true. */
-  descriptorSense = false;
+  descriptorSense: boolean;
+  /** Caching mode page WCE: false makes every write durable before its status. */
   writeCacheEnabled: boolean;
+  /** START STOP UNIT with START=0 stops the unit until START=1 (SBC-3 5.25). */
+  stopped = false;
+  #sizeBytes: number;
+  readonly #unitAttentions: sense.SenseReason[] = [];
+  readonly #registry: DeviceRegistry;
+  #closed = false;
 
   constructor(backstore: Backstore, config: ScsiDeviceConfig, table: OpcodeTable = SHARED_TABLE) {
     if (!Number.isInteger(config.blockSizeBytes) || config.blockSizeBytes < 512 || config.blockSizeBytes % 512 !== 0) {
       throw new Error(`block size ${config.blockSizeBytes} is not a multiple of 512`);
     }
+    if (!Number.isInteger(config.maxTransferBlocks) || config.maxTransferBlocks < 1) {
+      throw new Error(`hw_max_sectors ${config.maxTransferBlocks} must be a positive integer`);
+    }
     this.backstore = backstore;
     this.config = config;
     this.table = table;
+    this.#sizeBytes = config.sizeBytes;
     this.writeCacheEnabled = config.writeCacheEnabled;
+    this.descriptorSense = config.descriptorSense ?? false;
+    this.unitSerial = unitSerialFor(config.identity.unitSerial, config.name);
+    this.naa = naaDesignator(this.unitSerial);
+    this.naaKey = naaKey(this.naa);
+    this.#registry = config.registry ?? PROCESS_DEVICE_REGISTRY;
+    this.#registry.register(this.naaKey, this);
   }
 
   get blockSizeBytes(): number {
@@ -66,19 +111,85 @@ export class ScsiDevice implements CommandExecutor {
   }
 
   get capacityBlocks(): number {
-    return Math.floor(this.config.sizeBytes / this.config.blockSizeBytes);
+    return Math.floor(this.#sizeBytes / this.config.blockSizeBytes);
   }
 
+  get sizeBytes(): number {
+    return this.#sizeBytes;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get registry(): DeviceRegistry {
+    return this.#registry;
+  }
+
+  get pendingUnitAttentions(): readonly sense.SenseReason[] {
+    return this.#unitAttentions;
+  }
+
+  /**
+   * Queues a unit attention (SAM-5 5.14): the next command other than INQUIRY, REPORT LUNS and
+   * REQUEST SENSE gets CHECK CONDITION with it, once; REQUEST SENSE returns and clears it.
+   */
+  raiseUnitAttention(reason: sense.SenseReason): void {
+    if (reason.key !== sense.SENSE_KEY_UNIT_ATTENTION) throw new Error(`${reason.name} is not a unit attention`);
+    if (this.#unitAttentions.includes(reason)) return;
+    if (this.#unitAttentions.length === UNIT_ATTENTIONS_MAX) this.#unitAttentions.shift();
+    this.#unitAttentions.push(reason);
+  }
+
+  /** Takes the oldest pending unit attention, if any. */
+  takeUnitAttention(): sense.SenseReason | undefined {
+    return this.#unitAttentions.shift();
+  }
+
+  /** dev_size changed (RECONFIG_DEVICE): new capacity, and CAPACITY DATA HAS CHANGED (SBC-3 4.10). */
+  resize(sizeBytes: number): void {
+    if (sizeBytes === this.#sizeBytes) return;
+    this.#sizeBytes = sizeBytes;
+    this.raiseUnitAttention(sense.CAPACITY_DATA_HAS_CHANGED);
+  }
+
+  /** Leaves the device registry: EXTENDED COPY can no longer name this unit. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#registry.unregister(this.naaKey, this);
+  }
+
+  /**
+   * The checks every command goes through, in SAM-5's order: a pending unit attention first
+   * (5.14: reported to any command but INQUIRY, REPORT LUNS, REQUEST SENSE — unknown opcodes
+   * included), then whether the command exists here, the CONTROL byte, and the unit's state;
+   * then the row decodes and runs it.
+   */
   execute(command: ScsiCommand): IoResult {
     if (command.aborted) {
       command.status = SAM_STAT_TASK_ABORTED;
       return;
     }
-    const row = this.table.lookup(command.cdb);
-    if (row === undefined) {
+    const cdb = command.cdb;
+    const row = this.table.lookup(cdb);
+    if (this.#unitAttentions.length > 0 && row?.ignoresUnitAttention !== true) {
+      this.fail(command, this.#unitAttentions.shift()!);
+      return;
+    }
+    if (row === undefined || (row.supported !== undefined && !row.supported(this))) {
       const knownOpcode = SERVICE_ACTION_OPCODES.has(command.opcode) && this.table.hasOpcode(command.opcode);
       if (knownOpcode) this.fail(command, sense.INVALID_FIELD_IN_CDB, { field: { inCdb: true, byte: 1, bit: 4 } });
       else this.fail(command, sense.INVALID_COMMAND_OPERATION_CODE, { field: { inCdb: true, byte: 0 } });
+      return;
+    }
+    const controlByte = row.usage.length - 1;
+    if ((cdb[controlByte]! & CONTROL_NACA) !== 0) {
+      this.fail(command, sense.INVALID_FIELD_IN_CDB, { field: { inCdb: true, byte: controlByte, bit: 2 } });
+      return;
+    }
+    if (this.stopped && row.mediumAccess === true) {
+      this.fail(command, sense.NOT_READY_INITIALIZING_COMMAND_REQUIRED);
       return;
     }
     return row.execute(this, command);
@@ -101,6 +212,18 @@ export class ScsiDevice implements CommandExecutor {
     command.dataInBytes = length;
   }
 
+  /**
+   * Copies the first `lengthBytes` of Data-Out (a parameter list) into parameterScratch and
+   * returns that view, or undefined when Data-Out is shorter (the caller decides the sense).
+   * The view is only valid until the next command runs: parse it before any await.
+   */
+  parameterList(command: ScsiCommand, lengthBytes: number): Uint8Array | undefined {
+    if (lengthBytes > command.data.totalBytes || lengthBytes > PARAMETER_SCRATCH_BYTES) return undefined;
+    const view = this.parameterScratch.subarray(0, lengthBytes);
+    command.data.copyTo(view);
+    return view;
+  }
+
   /** Turns a backstore failure into sense; anything else is our bug and is rethrown. */
   failFromBackstore(command: ScsiCommand, error: unknown): void {
     if (!(error instanceof BackstoreError)) throw error;
@@ -116,28 +239,12 @@ export class ScsiDevice implements CommandExecutor {
         return this.fail(command, sense.WRITE_PROTECTED);
       case "unsupported":
         return this.fail(command, sense.INVALID_COMMAND_OPERATION_CODE, { field: { inCdb: true, byte: 0 } });
+      default:
+        return assertNever(error.kind);
     }
   }
+}
 
-  /**
-   * Runs a backstore operation and settles the command either way: `onSuccess` runs after it,
-   * a BackstoreError becomes sense. Sync operations stay sync (no promise on the fast path).
-   */
-  runIo(command: ScsiCommand, operation: () => IoResult, onSuccess?: () => void): IoResult {
-    let pending: IoResult;
-    try {
-      pending = operation();
-    } catch (error) {
-      this.failFromBackstore(command, error);
-      return;
-    }
-    if (pending === undefined) {
-      onSuccess?.();
-      return;
-    }
-    return pending.then(
-      () => onSuccess?.(),
-      (error: unknown) => this.failFromBackstore(command, error),
-    );
-  }
+function assertNever(value: never): never {
+  throw new Error(`unexpected backstore error kind ${String(value)}`);
 }

@@ -1,14 +1,15 @@
 // The opcode table: one row per command (or per service action), the only place that says which
-// commands exist. Dispatch, REPORT SUPPORTED OPERATION CODES and the coverage tests all read it.
+// commands exist. Dispatch, REPORT SUPPORTED OPERATION CODES, the 3PC bit of INQUIRY and the
+// coverage tests all read it.
 import type { IoResult } from "../../backstores/types.ts";
-import type { ScsiCommand } from "../ring/command.ts";
+import { scsiCommandSize, type ScsiCommand } from "../ring/command.ts";
 import type { ScsiDevice } from "./device.ts";
 
 export type CommandHandler = (device: ScsiDevice, command: ScsiCommand) => IoResult;
 
 export interface OpcodeRow {
   readonly opcode: number;
-  /** For opcodes that carry a service action (SERVICE ACTION IN(16), MAINTENANCE IN…). */
+  /** For opcodes that carry a service action in byte 1 (SERVICE ACTION IN(16), MAINTENANCE IN…). */
   readonly serviceAction?: number;
   readonly name: string;
   /**
@@ -17,28 +18,35 @@ export interface OpcodeRow {
    */
   readonly usage: readonly number[];
   readonly execute: CommandHandler;
+  /** SAM-5 5.14: INQUIRY, REPORT LUNS and REQUEST SENSE neither report nor clear a unit attention. */
+  readonly ignoresUnitAttention?: boolean;
+  /** SBC-3 4.20: a medium access command, refused with NOT READY while the unit is stopped. */
+  readonly mediumAccess?: boolean;
+  /** For commands that exist only when the backstore can do them (UNMAP); absent: always. */
+  readonly supported?: (device: ScsiDevice) => boolean;
 }
 
-/** Opcodes whose byte 1 (bits 4..0) selects a service action. */
-export const SERVICE_ACTION_OPCODES: ReadonlySet<number> = new Set([0x9e, 0x9f, 0xa3, 0xa4]);
+/** Opcodes whose byte 1 (bits 4..0) selects a service action (SPC-4 4.2.5.1). */
+export const SERVICE_ACTION_OPCODES: ReadonlySet<number> = new Set([0x83, 0x84, 0x9e, 0x9f, 0xa3, 0xa4]);
 
 export function serviceActionOf(cdb: Uint8Array): number {
   return cdb[1]! & 0x1f;
 }
 
+/** CONTROL byte NACA bit (SAM-5 5.2): ACA is not supported, so a set bit is a bad field. */
+export const CONTROL_NACA = 0x04;
+
 export class OpcodeTable {
   readonly rows: readonly OpcodeRow[];
   readonly #byOpcode: (OpcodeRow | undefined)[] = new Array(256);
   readonly #byServiceAction = new Map<number, OpcodeRow>();
+  readonly #opcodes = new Set<number>();
 
   constructor(rows: readonly OpcodeRow[]) {
     this.rows = rows;
     for (const row of rows) {
-      if (row.usage[0] !== row.opcode) throw new Error(`${row.name}: usage data must start with the opcode`);
-      const hasServiceAction = SERVICE_ACTION_OPCODES.has(row.opcode);
-      if (hasServiceAction !== (row.serviceAction !== undefined)) {
-        throw new Error(`${row.name}: opcode 0x${row.opcode.toString(16)} ${hasServiceAction ? "needs" : "takes no"} service action`);
-      }
+      checkRow(row);
+      this.#opcodes.add(row.opcode);
       if (row.serviceAction === undefined) {
         if (this.#byOpcode[row.opcode] !== undefined) throw new Error(`${row.name}: opcode listed twice`);
         this.#byOpcode[row.opcode] = row;
@@ -56,10 +64,29 @@ export class OpcodeTable {
     return this.#byServiceAction.get((opcode << 8) | serviceActionOf(cdb));
   }
 
+  /** The row for an opcode (and service action, for opcodes that have them). */
+  rowFor(opcode: number, serviceAction: number): OpcodeRow | undefined {
+    if (!SERVICE_ACTION_OPCODES.has(opcode)) return serviceAction === 0 ? this.#byOpcode[opcode] : undefined;
+    return this.#byServiceAction.get((opcode << 8) | serviceAction);
+  }
+
   /** True when the opcode exists with some service action (so a wrong one is a bad field). */
   hasOpcode(opcode: number): boolean {
-    if (this.#byOpcode[opcode] !== undefined) return true;
-    for (const row of this.rows) if (row.opcode === opcode) return true;
-    return false;
+    return this.#opcodes.has(opcode);
+  }
+}
+
+function checkRow(row: OpcodeRow): void {
+  if (row.usage[0] !== row.opcode) throw new Error(`${row.name}: usage data must start with the opcode`);
+  // The engine sizes CDBs by opcode group (scsi_command_size); a row that disagrees would read
+  // bytes the kernel never sent.
+  const cdbLength = scsiCommandSize(Uint8Array.of(row.opcode));
+  if (row.usage.length !== cdbLength) throw new Error(`${row.name}: usage data is ${row.usage.length} bytes, CDB is ${cdbLength}`);
+  const hasServiceAction = SERVICE_ACTION_OPCODES.has(row.opcode);
+  if (hasServiceAction !== (row.serviceAction !== undefined)) {
+    throw new Error(`${row.name}: opcode 0x${row.opcode.toString(16)} ${hasServiceAction ? "needs" : "takes no"} service action`);
+  }
+  if (row.serviceAction !== undefined && (row.usage[1]! & 0x1f) !== row.serviceAction) {
+    throw new Error(`${row.name}: usage byte 1 must carry the service action`);
   }
 }

@@ -47,6 +47,8 @@ export class SimDevice {
 
   async close(): Promise<void> {
     await this.engine.whenIdle();
+    // Leaves the process-wide registry EXTENDED COPY looks targets up in.
+    this.scsi.close();
     await this.backstore.close();
     this.sim.close();
   }

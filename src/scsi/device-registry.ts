@@ -1,0 +1,49 @@
+// The logical units this process serves, by NAA designator (VPD 0x83): EXTENDED COPY names its
+// source and destination that way (SPC-4 6.4.5.4, identification descriptor E4h), and the copy
+// manager must find them. A ScsiDevice registers itself when constructed and leaves on close().
+//
+// This is deliberately process-wide state, like the kernel's g_device_list: a copy may span any
+// two devices served here. Entries are weak, so a device dropped without close() (a test that
+// forgets) cannot pin its backstore in memory; close() is still the way to leave.
+import type { ScsiDevice } from "./device.ts";
+
+export class DeviceRegistry {
+  readonly #byNaa = new Map<string, WeakRef<ScsiDevice>[]>();
+
+  register(naaKey: string, device: ScsiDevice): void {
+    const entries = this.#live(naaKey);
+    if (!entries.some((entry) => entry.deref() === device)) entries.push(new WeakRef(device));
+    this.#byNaa.set(naaKey, entries);
+  }
+
+  unregister(naaKey: string, device: ScsiDevice): void {
+    const entries = this.#live(naaKey).filter((entry) => entry.deref() !== device);
+    if (entries.length === 0) this.#byNaa.delete(naaKey);
+    else this.#byNaa.set(naaKey, entries);
+  }
+
+  /**
+   * The one open device with this designator. Two devices whose serials give the same NAA are
+   * ambiguous; a copy manager must not guess between them, so neither is returned.
+   */
+  find(naaKey: string): ScsiDevice | undefined {
+    const entries = this.#live(naaKey);
+    if (entries.length !== 1) return undefined;
+    return entries[0]!.deref();
+  }
+
+  get size(): number {
+    let count = 0;
+    for (const key of [...this.#byNaa.keys()]) count += this.#live(key).length;
+    return count;
+  }
+
+  #live(naaKey: string): WeakRef<ScsiDevice>[] {
+    const entries = (this.#byNaa.get(naaKey) ?? []).filter((entry) => entry.deref() !== undefined);
+    if (entries.length === 0) this.#byNaa.delete(naaKey);
+    return entries;
+  }
+}
+
+/** Every ScsiDevice of this process, unless its config names another registry (tests do). */
+export const PROCESS_DEVICE_REGISTRY = new DeviceRegistry();

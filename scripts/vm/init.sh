@@ -51,6 +51,11 @@ mount -t proc proc $R/proc
 mount -t sysfs sysfs $R/sys
 mount -t configfs configfs $R/sys/kernel/config
 mount -t devtmpfs devtmpfs $R/dev
+# devtmpfs has no /dev/fd or /dev/std* (udev makes them): bash's <(...) needs /dev/fd.
+ln -sf /proc/self/fd $R/dev/fd
+ln -sf /proc/self/fd/0 $R/dev/stdin
+ln -sf /proc/self/fd/1 $R/dev/stdout
+ln -sf /proc/self/fd/2 $R/dev/stderr
 mkdir -p $R/dev/pts $R/dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts $R/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs $R/dev/shm

@@ -65,7 +65,8 @@ create_user_backstore bs_file "$SIZE" "appliance/file/$FILE_IMAGE" || { fail cre
 # Outside --allow-root: must be refused (never exported, so nothing waits on it).
 create_user_backstore bs_outside "$SIZE" appliance/file//var/tmp/outside.img || { fail create-outside "configfs refused"; finish; }
 
-start_appliance --allow-root "$IMAGES" || { fail start "appliance did not start"; finish; }
+# /dev is allowed too: the block-device cases below serve a loop device.
+start_appliance --allow-root "$IMAGES,/dev" || { fail start "appliance did not start"; finish; }
 if wait_for_current_log 'attached uio[0-9]+ bs_ram config=ram/bsram' 30; then pass attach-ram; else fail attach-ram "no attach line"; fi
 if wait_for_current_log "attached uio[0-9]+ bs_file config=file/$FILE_IMAGE" 30; then pass attach-file; else fail attach-file "no attach line"; fi
 if wait_for_current_log 'bs_outside.*lies outside the allowed roots' 30; then

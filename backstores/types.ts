@@ -59,6 +59,8 @@ export interface Backstore {
    * store's shared-memory file). Stores over a user's image leave it alone. Absent: same as close.
    */
   destroy?(): void | Promise<void>;
+  /** Things worth an administrator's attention found at open (served as asked, but differently). */
+  readonly warnings?: readonly string[];
 }
 
 export type BackstoreErrorKind = "read" | "write" | "no-space" | "write-protected" | "unsupported";

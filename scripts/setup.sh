@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 
 BUN_VERSION=1.4.5
 # qemu-system-x86, busybox-static, kmod, cpio: the real-kernel suite's VM; sg3-utils, fio,
-# e2fsprogs: its clients; qemu-utils: qcow2 test images and the reference reader.
-APT_PACKAGES=(qemu-system-x86 busybox-static kmod cpio sg3-utils fio e2fsprogs qemu-utils util-linux ca-certificates)
+# e2fsprogs: its clients; qemu-utils: qcow2 test images and the reference reader; tcmu-runner,
+# jq: the side-by-side benchmark (scripts/bench-vm.sh); open-iscsi, curl, iproute2: the lifecycle
+# and iSCSI guest scripts (initiator, /metrics scrape, loopback up).
+APT_PACKAGES=(qemu-system-x86 busybox-static kmod cpio sg3-utils fio e2fsprogs qemu-utils util-linux ca-certificates tcmu-runner jq open-iscsi curl iproute2)
 
 if [ -z "${SETUP_SKIP_APT:-}" ]; then
 	missing=()

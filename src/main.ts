@@ -12,6 +12,11 @@ const main = defineCommand({
   },
   subCommands: {
     serve: () => import("./cli/serve.ts").then((module) => module.serveCommand),
+    create: () => import("./cli/create.ts").then((module) => module.createCommand),
+    remove: () => import("./cli/remove.ts").then((module) => module.removeCommand),
+    list: () => import("./cli/list.ts").then((module) => module.listCommand),
+    "install-service": () => import("./cli/install-service.ts").then((module) => module.installServiceCommand),
+    inspect: () => import("./cli/inspect.ts").then((module) => module.inspectCommand),
     bench: () => import("./cli/bench.ts").then((module) => module.benchCommand),
   },
 });

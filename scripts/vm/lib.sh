@@ -15,7 +15,7 @@ VM_MODULES="netfs fscache 9pnet virtio_ring virtio virtio_pci_legacy_dev virtio_
 virtio_pci 9pnet_virtio 9p configfs uio scsi_common scsi_mod crct10dif_common crc-t10dif crc64
 crc64-rocksoft t10-pi sd_mod sg target_core_mod target_core_user tcm_loop target_core_file
 target_core_iblock crc32c_generic crc32c-intel libcrc32c iscsi_target_mod mbcache jbd2 crc16 ext4
-loop"
+loop scsi_transport_iscsi libiscsi libiscsi_tcp iscsi_tcp"
 
 vm_log() { printf 'vm: %s\n' "$*" >&2; }
 vm_die() { printf 'vm: error: %s\n' "$*" >&2; exit 1; }

@@ -1,43 +1,64 @@
 // `tcmu-appliance serve`: serves every TCMU device whose config string carries our subtype,
-// picks up devices that appear later, and on SIGINT/SIGTERM finishes what is in flight, rings
-// the doorbell and exits 0.
+// hears about new ones over netlink (sysfs scans as the fallback), creates the devices the
+// config file declares, answers /metrics and /healthz; SIGINT/SIGTERM finish what is in flight
+// and exit 0, SIGHUP reloads the config file.
 import { defineCommand } from "citty";
 import { z } from "zod";
-import { openBackstore } from "../../backstores/open.ts";
+import { ConfigError, DEFAULT_CONFIG_PATH, emptyConfig, loadConfigFile, type ApplianceConfig } from "../appliance-config/load.ts";
+import { ThreadConfigfsIo } from "../configfs/thread-io.ts";
+import { SYSTEM_KERNEL_SETUP } from "../configfs/kernel-setup.ts";
+import { DEFAULT_RUN_DIR } from "../configfs/state.ts";
 import { configureLogging, logger, type LogFormat } from "../log.ts";
-import { AttachedDevice } from "../serve/attached-device.ts";
-import { DEFAULT_SUBTYPE, discoverDevices, SYSTEM_ROOTS, type TcmuDeviceInfo } from "../uio/discover.ts";
-import { formatBytes } from "./format.ts";
+import { DEFAULT_METRICS_LISTEN } from "../metrics/http.ts";
+import { Appliance } from "../serve/appliance.ts";
+import { InstanceLockedError } from "../serve/instance-lock.ts";
+import { DEFAULT_SUBTYPE, SYSTEM_ROOTS } from "../uio/discover.ts";
+import { existsSync } from "node:fs";
 
-/** How often sysfs is scanned for devices created after start. */
-export const RESCAN_INTERVAL_MS = 2000;
+/** A stop that has not finished draining after this long exits anyway (replies cleared first). */
+export const STOP_TIMEOUT_MS = 60_000;
+
+const LOG_LEVELS = { error: 0, warn: 1, info: 3, debug: 4 } as const;
 
 const ServeArgs = z.object({
   subtype: z.string().regex(/^[A-Za-z0-9_.-]+$/, "letters, digits, '_', '.', '-' only"),
   allowRoot: z.array(z.string().startsWith("/", "must be an absolute path")),
   logLevel: z.enum(["error", "warn", "info", "debug"]),
   logFormat: z.enum(["pretty", "json"]),
+  metricsListen: z.string().regex(/^(off|[^:\s]+:\d{1,5}|\[[0-9a-fA-F:.]+\]:\d{1,5})$/, 'an address:port such as 127.0.0.1:9540, or "off"'),
+  runDir: z.string().startsWith("/", "must be an absolute path"),
 });
-
-const LOG_LEVELS = { error: 0, warn: 1, info: 3, debug: 4 } as const;
 
 export const serveCommand = defineCommand({
   meta: { name: "serve", description: "Serve every TCMU device whose config string carries our subtype" },
   args: {
-    subtype: { type: "string", description: "The <subtype> of dev_config this process claims", default: DEFAULT_SUBTYPE },
-    "allow-root": {
-      type: "string",
-      description: "Only serve backstore paths under these directories (comma-separated; default: anywhere)",
-    },
-    "log-level": { type: "string", description: "error, warn, info or debug", default: "info" },
-    "log-format": { type: "string", description: "pretty or json", default: "pretty" },
+    config: { type: "string", description: `Declarative config file (default ${DEFAULT_CONFIG_PATH}, used when it exists)` },
+    subtype: { type: "string", description: `The <subtype> of dev_config this process claims (default ${DEFAULT_SUBTYPE})` },
+    "allow-root": { type: "string", description: "Only serve backstore paths under these directories (comma-separated; default: anywhere)" },
+    "metrics-listen": { type: "string", description: `HTTP /metrics and /healthz address, or "off" (default ${DEFAULT_METRICS_LISTEN})` },
+    "run-dir": { type: "string", description: `Lock, state and marker files (default ${DEFAULT_RUN_DIR})` },
+    netlink: { type: "boolean", description: "Listen for TCM-USER netlink events (--no-netlink: scan sysfs only)", default: true },
+    "log-level": { type: "string", description: "error, warn, info or debug (default info)" },
+    "log-format": { type: "string", description: "pretty or json (default pretty)" },
   },
   async run({ args }) {
+    const configPath = args.config === undefined ? DEFAULT_CONFIG_PATH : String(args.config);
+    let config: ApplianceConfig;
+    try {
+      config = args.config === undefined && !existsSync(configPath) ? emptyConfig(configPath) : loadConfigFile(configPath);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      for (const problem of error.problems) console.error(`serve: ${problem}`);
+      process.exit(2);
+    }
+    const settings = config.serve;
     const parsed = ServeArgs.safeParse({
-      subtype: args.subtype,
-      allowRoot: args["allow-root"] === undefined ? [] : String(args["allow-root"]).split(",").filter(Boolean),
-      logLevel: args["log-level"],
-      logFormat: args["log-format"],
+      subtype: args.subtype ?? settings.subtype,
+      allowRoot: args["allow-root"] === undefined ? settings.allowRoots : String(args["allow-root"]).split(",").filter(Boolean),
+      logLevel: args["log-level"] ?? settings.logLevel ?? "info",
+      logFormat: args["log-format"] ?? settings.logFormat ?? "pretty",
+      metricsListen: args["metrics-listen"] ?? settings.metricsListen ?? DEFAULT_METRICS_LISTEN,
+      runDir: args["run-dir"] ?? DEFAULT_RUN_DIR,
     });
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
@@ -46,88 +67,67 @@ export const serveCommand = defineCommand({
     }
     const options = parsed.data;
     configureLogging({ level: LOG_LEVELS[options.logLevel], format: options.logFormat as LogFormat });
-    await serve(options.subtype, options.allowRoot);
+    await runAppliance(
+      new Appliance({
+        subtype: options.subtype,
+        allowedRoots: options.allowRoot,
+        roots: SYSTEM_ROOTS,
+        io: new ThreadConfigfsIo((message) => logger("configfs").warn(message)),
+        setup: SYSTEM_KERNEL_SETUP,
+        runDir: options.runDir,
+        configPath,
+        configRequired: args.config !== undefined,
+        metricsListen: options.metricsListen,
+        netlink: args.netlink !== false,
+        log: logger("serve"),
+        ringLog: logger("ring"),
+      }),
+    );
   },
 });
 
-async function serve(subtype: string, allowedRoots: string[]): Promise<void> {
+async function runAppliance(appliance: Appliance): Promise<void> {
   const log = logger("serve");
-  const ringLog = logger("ring");
-  const devices = new Map<string, AttachedDevice>();
-  /** uio → the name it had when attaching failed, so a broken device is not retried every scan. */
-  const failed = new Map<string, string>();
+  // Whatever ends the process, the kernel must not be left waiting for our netlink replies.
+  process.on("exit", () => appliance.disableRepliesNow());
+  const fatal = (what: string) => (error: unknown) => {
+    log.error(`${what}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    appliance.disableRepliesNow();
+    process.exit(1);
+  };
+  process.on("uncaughtException", fatal("uncaught exception"));
+  process.on("unhandledRejection", fatal("unhandled rejection"));
+  // Signals are taken from the start: a SIGTERM while devices attach must still clear the
+  // netlink switch and drain, not kill the process with the kernel left waiting.
   let stopping = false;
-
-  const openFor = (info: TcmuDeviceInfo) =>
-    openBackstore(info.configPath, {
-      deviceKey: `user_${info.hbaId}/${info.deviceName}`,
-      sizeBytes: info.attributes.devSizeBytes,
-      blockSizeBytes: info.attributes.hwBlockSizeBytes,
-      allowedRoots,
-    });
-
-  const attach = async (info: TcmuDeviceInfo) => {
-    const identity = `${info.uio}:${info.deviceName}:${info.configPath}`;
-    if (failed.get(info.uio) === identity) return;
-    try {
-      const device = await AttachedDevice.attach(info, {
-        openBackstore: openFor,
-        logger: { warn: (message) => ringLog.warn(`${info.deviceName}: ${message}`), error: (message) => ringLog.error(`${info.deviceName}: ${message}`) },
-        onGone: (gone, reason) => {
-          devices.delete(gone.info.uio);
-          void gone.detach().then(
-            () => log.info(`${gone.info.uio} ${reason}; released: ${gone.summary()}`),
-            (error: unknown) => log.error(`${gone.info.uio} ${gone.info.deviceName}: release failed: ${String(error)}`),
-          );
-        },
-      });
-      if (stopping) return device.detach();
-      devices.set(info.uio, device);
-      failed.delete(info.uio);
-      log.info(
-        `attached ${info.uio} ${info.deviceName} config=${info.configPath} size=${formatBytes(device.scsi.config.sizeBytes)} ` +
-          `block=${info.attributes.hwBlockSizeBytes} backstore=${device.backstore.description}`,
-      );
-    } catch (error) {
-      failed.set(info.uio, identity);
-      log.error(`${info.uio} ${info.deviceName} (config ${info.configPath}): not served: ${error instanceof Error ? error.message : String(error)}`);
-    }
-  };
-
-  let scanning: Promise<void> = Promise.resolve();
-  const scan = () => {
-    scanning = scanning.then(async () => {
-      if (stopping) return;
-      for (const info of discoverDevices(subtype, SYSTEM_ROOTS)) {
-        if (!devices.has(info.uio)) await attach(info);
-      }
-    });
-    return scanning;
-  };
-
-  await scan();
-  if (devices.size === 0) log.info(`no device with subtype "${subtype}" yet; watching for new ones`);
-  const timer = setInterval(scan, RESCAN_INTERVAL_MS);
-
-  const stop = async (signal: string) => {
+  const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    clearInterval(timer);
-    log.info(`${signal}: finishing in-flight commands on ${devices.size} device(s)`);
-    await scanning;
-    const results = await Promise.allSettled(
-      [...devices.values()].map((device) => device.detach().then(() => log.info(device.summary()))),
-    );
-    let failures = 0;
-    for (const result of results) {
-      if (result.status === "rejected") {
-        failures += 1;
-        log.error(`detach failed: ${String(result.reason)}`);
-      }
-    }
-    log.info("stopped");
-    process.exit(failures === 0 ? 0 : 1);
+    const timer = setTimeout(() => {
+      log.error(`still draining ${STOP_TIMEOUT_MS / 1000} s after ${signal}: exiting anyway`);
+      appliance.disableRepliesNow();
+      process.exit(1);
+    }, STOP_TIMEOUT_MS);
+    void appliance.stop(signal).then((code) => {
+      clearTimeout(timer);
+      process.exit(code);
+    }, fatal("stop failed"));
   };
-  process.on("SIGINT", () => void stop("SIGINT"));
-  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGHUP", () => void appliance.reload());
+  try {
+    await appliance.start();
+  } catch (error) {
+    appliance.disableRepliesNow();
+    if (error instanceof InstanceLockedError) {
+      log.error(error.message);
+      process.exit(1);
+    }
+    if (error instanceof ConfigError) {
+      for (const problem of error.problems) log.error(problem);
+      process.exit(2);
+    }
+    throw error;
+  }
 }

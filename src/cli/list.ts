@@ -1,0 +1,68 @@
+// `tcmu-appliance list`: every TCMU device in configfs with its backstore, size, exports, state
+// (served by the running serve, blocked, enabled) and UIO; OWNER says whether tcmu-appliance
+// created it. --json for scripts.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { defineCommand } from "citty";
+import { CONFIGFS_IO } from "../configfs/io.ts";
+import { readInventory, type InventoryEntry } from "../configfs/inventory.ts";
+import { instanceHolderPid } from "../serve/instance-lock.ts";
+import { SYSTEM_ROOTS } from "../uio/discover.ts";
+import { formatBytes } from "./format.ts";
+import { COMMON_ARGS, provisionerFrom } from "./provisioning-args.ts";
+
+interface ListedDevice extends InventoryEntry {
+  state: string;
+  owner: string;
+}
+
+export const listCommand = defineCommand({
+  meta: { name: "list", description: "List TCMU devices: backstore, size, exports, state, uio" },
+  args: {
+    json: { type: "boolean", description: "Print JSON" },
+    ...COMMON_ARGS,
+  },
+  async run({ args }) {
+    const provisioner = provisionerFrom(args);
+    const runDir = provisioner.state.runDir;
+    const servePid = instanceHolderPid(join(runDir, "serve.lock"));
+    const served = servePid === undefined ? new Set<string>() : servedDevices(join(runDir, "served.json"));
+    const owned = provisioner.state.read().devices;
+    const devices: ListedDevice[] = (await readInventory(SYSTEM_ROOTS, CONFIGFS_IO)).map((entry) => ({
+      ...entry,
+      state: served.has(`${entry.hbaId}/${entry.name}`) ? `served (pid ${servePid})` : entry.blocked ? "blocked" : entry.enabled ? "not served" : "disabled",
+      owner: owned[entry.name]?.hbaId === entry.hbaId ? `tcmu-appliance (${owned[entry.name]!.source})` : "-",
+    }));
+    if (args.json === true) {
+      console.log(JSON.stringify({ serve: servePid === undefined ? null : { pid: servePid }, devices }, null, 2));
+      return;
+    }
+    printTable(devices);
+  },
+});
+
+function servedDevices(path: string): Set<string> {
+  try {
+    const parsed = JSON.parse(readFileSync(path, "utf8")) as { devices?: { hbaId: number; name: string }[] };
+    return new Set((parsed.devices ?? []).map((device) => `${device.hbaId}/${device.name}`));
+  } catch {
+    return new Set();
+  }
+}
+
+function printTable(devices: ListedDevice[]): void {
+  const header = ["NAME", "HBA", "BACKSTORE", "SIZE", "EXPORTS", "STATE", "UIO", "OWNER"];
+  const rows = devices.map((device) => [
+    device.name,
+    `user_${device.hbaId}`,
+    device.devConfig ?? "-",
+    device.sizeBytes === undefined ? "-" : formatBytes(device.sizeBytes),
+    device.exports.length === 0 ? "-" : device.exports.join("; "),
+    device.state,
+    device.uio ?? "-",
+    device.owner,
+  ]);
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
+  for (const row of [header, ...rows]) console.log(row.map((cell, column) => cell.padEnd(widths[column]!)).join("  ").trimEnd());
+  if (devices.length === 0) console.log("(no TCMU devices in configfs)");
+}

@@ -1,0 +1,129 @@
+// serve's ConfigfsIo: every operation runs synchronously in a worker thread of its own pool.
+//
+// Why not Bun's fs.promises: its thread pool has as many threads as cores (2 here), shared with
+// everything else async. serve's configfs operations can block until serve itself acts: an
+// `enable` until our ADDED reply, a tcm_loop LUN link until we answered the new disk's probe,
+// a read under a device with a pending rmdir until we answered REMOVED. Two of those at once
+// would stall every async file operation in the process, including the ones needed to answer.
+// This pool grows a thread whenever all are busy (up to CONFIGFS_THREADS_MAX), so a blocked
+// operation never holds up the next one.
+import { CONFIGFS_WORKER_URL } from "../worker-urls.ts";
+import { ConfigfsError, ConfigfsIo } from "./io.ts";
+import type { ConfigfsOperation, ConfigfsRequest, ConfigfsResponse } from "./worker-protocol.ts";
+
+/** Threads at most; more concurrent configfs operations than this wait for a free one. */
+export const CONFIGFS_THREADS_MAX = 16;
+/** An operation still running after this long is reported (it waits on the kernel, or on us). */
+export const CONFIGFS_SLOW_MS = 10_000;
+
+interface PendingRequest {
+  resolve: (response: ConfigfsResponse) => void;
+  thread: Worker;
+}
+
+export class ThreadConfigfsIo extends ConfigfsIo {
+  readonly #onSlow: (description: string) => void;
+  readonly #idle: Worker[] = [];
+  readonly #all: Worker[] = [];
+  readonly #pending = new Map<number, PendingRequest>();
+  readonly #queue: (() => void)[] = [];
+  #nextId = 1;
+
+  constructor(onSlow: (description: string) => void = () => {}) {
+    super();
+    this.#onSlow = onSlow;
+  }
+
+  async #call(operation: ConfigfsOperation, path: string, argument?: string): Promise<ConfigfsResponse> {
+    const thread = await this.#takeThread();
+    const id = this.#nextId++;
+    const slow = setTimeout(() => this.#onSlow(`configfs ${operation} ${path} still waiting after ${CONFIGFS_SLOW_MS / 1000} s`), CONFIGFS_SLOW_MS);
+    slow.unref();
+    const response = await new Promise<ConfigfsResponse>((resolve) => {
+      this.#pending.set(id, { resolve, thread });
+      const request: ConfigfsRequest = argument === undefined ? { id, operation, path } : { id, operation, path, argument };
+      thread.postMessage(request);
+    });
+    clearTimeout(slow);
+    return response;
+  }
+
+  async #takeThread(): Promise<Worker> {
+    const idle = this.#idle.pop();
+    if (idle !== undefined) return idle;
+    if (this.#all.length < CONFIGFS_THREADS_MAX) return this.#spawn();
+    await new Promise<void>((resolve) => this.#queue.push(resolve));
+    return this.#takeThread();
+  }
+
+  #spawn(): Worker {
+    const thread = new Worker(CONFIGFS_WORKER_URL);
+    thread.addEventListener("error", (event) => this.#onSlow(`configfs thread failed: ${event.message}`));
+    thread.addEventListener("message", (event: MessageEvent<ConfigfsResponse>) => {
+      const pending = this.#pending.get(event.data.id);
+      if (pending === undefined) return;
+      this.#pending.delete(event.data.id);
+      this.#idle.push(thread);
+      this.#queue.shift()?.();
+      pending.resolve(event.data);
+    });
+    this.#all.push(thread);
+    return thread;
+  }
+
+  /** Ends the threads; one still blocked in the kernel ends with the process. */
+  override close(): void {
+    for (const thread of this.#all.splice(0)) thread.terminate();
+    this.#idle.length = 0;
+  }
+
+  static #fail(response: ConfigfsResponse, what: string): never {
+    const code = response.error?.code;
+    throw new ConfigfsError(`${what} failed: ${code ?? response.error?.message ?? "unknown error"}`, code);
+  }
+
+  override async writeAttribute(path: string, value: string | number): Promise<void> {
+    const response = await this.#call("write", path, String(value));
+    if (response.error !== undefined) ThreadConfigfsIo.#fail(response, `writing "${value}" to ${path}`);
+  }
+
+  override async readAttribute(path: string): Promise<string | undefined> {
+    const response = await this.#call("read", path);
+    return response.error === undefined ? String(response.value).trim() : undefined;
+  }
+
+  override async makeDirectory(path: string): Promise<void> {
+    const response = await this.#call("mkdir", path);
+    if (response.error !== undefined && response.error.code !== "EEXIST") ThreadConfigfsIo.#fail(response, `mkdir ${path}`);
+  }
+
+  override async makeLink(target: string, path: string): Promise<void> {
+    const response = await this.#call("symlink", path, target);
+    if (response.error !== undefined) ThreadConfigfsIo.#fail(response, `ln -s ${target} ${path}`);
+  }
+
+  override async removeDirectory(path: string): Promise<void> {
+    const response = await this.#call("rmdir", path);
+    if (response.error !== undefined && response.error.code !== "ENOENT") ThreadConfigfsIo.#fail(response, `rmdir ${path}`);
+  }
+
+  override async removeLink(path: string): Promise<void> {
+    const response = await this.#call("unlink", path);
+    if (response.error !== undefined && response.error.code !== "ENOENT") ThreadConfigfsIo.#fail(response, `rm ${path}`);
+  }
+
+  override async listEntries(path: string): Promise<string[]> {
+    const response = await this.#call("readdir", path);
+    return response.error === undefined ? (response.value as string[]) : [];
+  }
+
+  override async readLink(path: string): Promise<string | undefined> {
+    const response = await this.#call("readlink", path);
+    return response.error === undefined ? String(response.value) : undefined;
+  }
+
+  override async exists(path: string): Promise<boolean> {
+    const response = await this.#call("exists", path);
+    return response.value === true;
+  }
+}

@@ -1,0 +1,133 @@
+// The TCM-USER generic netlink family (include/uapi/linux/target_core_user.h; kernel side in
+// target_core_user.c, see shared/reference/kernel-tcmu.md "Netlink"). The kernel multicasts
+// ADDED/REMOVED/RECONFIG_DEVICE on the "config" group, each carrying the UIO name, the UIO minor
+// and the se_device index; a handler answers *_DONE {CMD_STATUS, DEVICE_ID}, which the kernel
+// waits for only while SUPP_KERN_CMD_REPLY is on and the device's nl_reply_supported is > 0.
+import {
+  encodeGenlMessage,
+  NetlinkFormatError,
+  NLM_F_ACK,
+  NLM_F_REQUEST,
+  readString,
+  readU32,
+  readU64,
+  readU8,
+  s32Attribute,
+  u32Attribute,
+  u8Attribute,
+  type GenlMessage,
+} from "./message.ts";
+
+export const TCMU_FAMILY_NAME = "TCM-USER";
+export const TCMU_MCGRP_CONFIG = "config";
+export const TCMU_GENL_VERSION = 2;
+
+export const TCMU_CMD_ADDED_DEVICE = 1;
+export const TCMU_CMD_REMOVED_DEVICE = 2;
+export const TCMU_CMD_RECONFIG_DEVICE = 3;
+export const TCMU_CMD_ADDED_DEVICE_DONE = 4;
+export const TCMU_CMD_REMOVED_DEVICE_DONE = 5;
+export const TCMU_CMD_RECONFIG_DEVICE_DONE = 6;
+export const TCMU_CMD_SET_FEATURES = 7;
+
+export const TCMU_ATTR_DEVICE = 1;
+export const TCMU_ATTR_MINOR = 2;
+export const TCMU_ATTR_DEV_CFG = 4;
+export const TCMU_ATTR_DEV_SIZE = 5;
+export const TCMU_ATTR_WRITECACHE = 6;
+export const TCMU_ATTR_CMD_STATUS = 7;
+export const TCMU_ATTR_DEVICE_ID = 8;
+export const TCMU_ATTR_SUPP_KERN_CMD_REPLY = 9;
+
+export type EventKind = "added" | "removed" | "reconfig";
+
+export type ReconfigChange =
+  | { kind: "dev_config"; devConfig: string }
+  | { kind: "dev_size"; sizeBytes: number }
+  | { kind: "write_cache"; enabled: boolean };
+
+interface EventBase {
+  /** The UIO name: tcm-user/<hba>/<name>/<dev_config>. */
+  uioName: string;
+  /** The UIO minor: the device is /dev/uio<minor>. */
+  minor: number;
+  /** se_device.dev_index: what a *_DONE reply names. */
+  deviceId: number;
+}
+
+export type TcmuEvent =
+  | (EventBase & { kind: "added" })
+  | (EventBase & { kind: "removed" })
+  | (EventBase & { kind: "reconfig"; change: ReconfigChange });
+
+const DONE_COMMAND: Record<EventKind, number> = {
+  added: TCMU_CMD_ADDED_DEVICE_DONE,
+  removed: TCMU_CMD_REMOVED_DEVICE_DONE,
+  reconfig: TCMU_CMD_RECONFIG_DEVICE_DONE,
+};
+
+/** The event a kernel multicast carries; undefined for commands that are not events. */
+export function decodeTcmuEvent(message: GenlMessage): TcmuEvent | undefined {
+  const kind = eventKind(message.command);
+  if (kind === undefined) return undefined;
+  const uioName = readString(message.attributes.get(TCMU_ATTR_DEVICE));
+  const minor = readU32(message.attributes.get(TCMU_ATTR_MINOR));
+  const deviceId = readU32(message.attributes.get(TCMU_ATTR_DEVICE_ID));
+  if (uioName === undefined || minor === undefined || deviceId === undefined) {
+    throw new NetlinkFormatError(`TCM-USER ${kind} event without DEVICE, MINOR or DEVICE_ID`);
+  }
+  const base = { uioName: uioName.trim(), minor, deviceId };
+  if (kind !== "reconfig") return { ...base, kind };
+  return { ...base, kind, change: decodeChange(message) };
+}
+
+function eventKind(command: number): EventKind | undefined {
+  if (command === TCMU_CMD_ADDED_DEVICE) return "added";
+  if (command === TCMU_CMD_REMOVED_DEVICE) return "removed";
+  if (command === TCMU_CMD_RECONFIG_DEVICE) return "reconfig";
+  return undefined;
+}
+
+function decodeChange(message: GenlMessage): ReconfigChange {
+  const devConfig = readString(message.attributes.get(TCMU_ATTR_DEV_CFG));
+  // The kernel passes what was written to attrib/dev_config verbatim, newline from echo included.
+  if (devConfig !== undefined) return { kind: "dev_config", devConfig: devConfig.trim() };
+  const sizeBytes = readU64(message.attributes.get(TCMU_ATTR_DEV_SIZE));
+  if (sizeBytes !== undefined) return { kind: "dev_size", sizeBytes };
+  const writeCache = readU8(message.attributes.get(TCMU_ATTR_WRITECACHE));
+  if (writeCache !== undefined) return { kind: "write_cache", enabled: writeCache !== 0 };
+  throw new NetlinkFormatError("RECONFIG_DEVICE event names no DEV_CFG, DEV_SIZE or WRITECACHE");
+}
+
+/**
+ * The *_DONE reply to `event`. `status` is 0 or a negative errno; for RECONFIG a non-zero status
+ * is a veto (the kernel keeps the old value and fails the configfs write with it), for ADDED it
+ * fails `enable`.
+ */
+export function encodeDone(familyId: number, sequence: number, event: TcmuEvent, status: number): Uint8Array {
+  return encodeGenlMessage({
+    familyId,
+    command: DONE_COMMAND[event.kind],
+    version: TCMU_GENL_VERSION,
+    flags: NLM_F_REQUEST | NLM_F_ACK,
+    sequence,
+    attributes: [s32Attribute(TCMU_ATTR_CMD_STATUS, status), u32Attribute(TCMU_ATTR_DEVICE_ID, event.deviceId)],
+  });
+}
+
+/** An ADDED_DEVICE_DONE for a device found waiting by a scan (its event was missed). */
+export function encodeAddedDone(familyId: number, sequence: number, deviceId: number, status: number): Uint8Array {
+  return encodeDone(familyId, sequence, { kind: "added", uioName: "", minor: 0, deviceId }, status);
+}
+
+/** SET_FEATURES{SUPP_KERN_CMD_REPLY}: module-wide, whoever sends it last wins. */
+export function encodeSetFeatures(familyId: number, sequence: number, replySupported: boolean): Uint8Array {
+  return encodeGenlMessage({
+    familyId,
+    command: TCMU_CMD_SET_FEATURES,
+    version: TCMU_GENL_VERSION,
+    flags: NLM_F_REQUEST | NLM_F_ACK,
+    sequence,
+    attributes: [u8Attribute(TCMU_ATTR_SUPP_KERN_CMD_REPLY, replySupported ? 1 : 0)],
+  });
+}

@@ -1,0 +1,214 @@
+// The devices one serve process has attached, and the two ways they come and go: netlink
+// events (event-handler.ts) and sysfs scans, the fallback that catches what events missed
+// (before serve started, an overflow, a kernel without the family).
+import { join } from "node:path";
+import { openBackstore } from "../../backstores/open.ts";
+import { ENODEV } from "../libc/errno.ts";
+import type { ConfigfsIo } from "../configfs/io.ts";
+import { formatBytes } from "../cli/format.ts";
+import type { RingLogger } from "../ring/engine.ts";
+import { parseUioName, type SystemRoots, type TcmuDeviceInfo } from "../uio/discover.ts";
+import { AttachedDevice } from "./attached-device.ts";
+import { describeDeviceAsync, discoverDevicesAsync } from "./discover-async.ts";
+import { errorStatus, type ServeLog } from "./errors.ts";
+import { findPendingAdded } from "./pending-added.ts";
+import { configfsRingActions } from "./ring-recovery.ts";
+
+/** A device whose enable has waited this long when a scan sees it gets its ADDED reply from the scan. */
+export const PENDING_ADDED_GRACE_MS = 3000;
+
+export interface Replier {
+  readonly repliesOn: boolean;
+  replyAdded(deviceId: number, status: number): boolean;
+}
+
+export interface DeviceSetOptions {
+  subtype: string;
+  allowedRoots: string[];
+  roots: SystemRoots;
+  io: ConfigfsIo;
+  log: ServeLog;
+  ringLog: ServeLog;
+  /** Called after every attach and detach (serve writes served.json for `list`). */
+  onChange: () => void;
+}
+
+export class DeviceSet {
+  readonly options: DeviceSetOptions;
+  readonly #devices = new Map<string, AttachedDevice>();
+  readonly #attaching = new Map<string, Promise<AttachedDevice | undefined>>();
+  /** uio → the identity that failed to attach, so a broken device is not retried every scan. */
+  readonly #failed = new Map<string, string>();
+  /** uio → why its last attach failed (thrown again for an ADDED reply's errno). */
+  readonly #lastError = new Map<string, unknown>();
+  /** uio → whether the kernel waits for replies about it (nl_reply_supported > 0 when attached). */
+  readonly #replyExpected = new Map<string, boolean>();
+  /** deviceId → when a scan first saw its enable waiting. */
+  readonly #pendingSince = new Map<number, number>();
+  replier: Replier | undefined;
+  stopping = false;
+
+  constructor(options: DeviceSetOptions) {
+    this.options = options;
+  }
+
+  get devices(): AttachedDevice[] {
+    return [...this.#devices.values()];
+  }
+
+  byUio(uio: string): AttachedDevice | undefined {
+    return this.#devices.get(uio);
+  }
+
+  /** Attaches `info` unless attached or being attached; undefined when it failed. */
+  attach(info: TcmuDeviceInfo): Promise<AttachedDevice | undefined> {
+    const attached = this.#devices.get(info.uio);
+    if (attached !== undefined) return Promise.resolve(attached);
+    let attaching = this.#attaching.get(info.uio);
+    if (attaching === undefined) {
+      attaching = this.#attach(info).finally(() => this.#attaching.delete(info.uio));
+      this.#attaching.set(info.uio, attaching);
+    }
+    return attaching;
+  }
+
+  /** Like attach(), but throws the reason, for an ADDED reply. */
+  async attachOrThrow(info: TcmuDeviceInfo): Promise<AttachedDevice> {
+    this.#failed.delete(info.uio);
+    const device = await this.attach(info);
+    if (device === undefined) throw this.#lastError.get(info.uio) ?? new Error(`${info.uio} could not be attached`);
+    return device;
+  }
+
+  /** Undefined for a device we never attached. */
+  replyExpected(uio: string): boolean | undefined {
+    return this.#replyExpected.get(uio);
+  }
+
+  async #attach(info: TcmuDeviceInfo): Promise<AttachedDevice | undefined> {
+    const { log } = this.options;
+    const identity = `${info.uio}:${info.deviceName}:${info.configPath}`;
+    if (this.stopping || this.#failed.get(info.uio) === identity) return undefined;
+    log.debug(`attaching ${info.uio} ${info.deviceName} (${info.configPath})`);
+    try {
+      const device = await AttachedDevice.attach(info, {
+        openBackstore: this.#openerFor(info),
+        logger: this.#ringLoggerFor(info.deviceName),
+        actions: configfsRingActions(info.configfsDir, this.options.io),
+        onGone: (gone, reason) => void this.detach(gone, reason, { destroy: true }),
+        onWriteCacheChange: (changed, enabled) => this.#mirrorWriteCache(changed, enabled),
+      });
+      if (this.stopping) {
+        await device.detach({ block: true });
+        return undefined;
+      }
+      this.#devices.set(info.uio, device);
+      const replySupported = await this.options.io.readAttribute(join(info.configfsDir, "attrib", "nl_reply_supported"));
+      if (replySupported !== undefined) this.#replyExpected.set(info.uio, Number(replySupported) > 0);
+      this.#failed.delete(info.uio);
+      this.#lastError.delete(info.uio);
+      log.info(
+        `attached ${info.uio} ${info.deviceName} config=${info.configPath} size=${formatBytes(device.scsi.sizeBytes)} ` +
+          `block=${info.attributes.hwBlockSizeBytes} backstore=${device.backstore.description}`,
+      );
+      // Backstores report what they serve differently from what was asked (a qcow2 image
+      // larger than dev_size, say) as warnings.
+      for (const warning of device.backstore.warnings ?? []) log.warn(`${info.deviceName}: ${warning}`);
+      if (device.recovery.resetBytes > 0) {
+        log.warn(`${info.deviceName}: ${device.recovery.resetBytes} bytes of commands left by a previous handler were reset with BUSY for the initiator to retry`);
+      }
+      this.options.onChange();
+      return device;
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      this.#failed.set(info.uio, identity);
+      this.#lastError.set(info.uio, error);
+      log.error(`${info.uio} ${info.deviceName} (config ${info.configPath}): not served: ${message}`);
+      return undefined;
+    }
+  }
+
+  #openerFor(info: TcmuDeviceInfo) {
+    return (configPath: string, sizeBytes: number) =>
+      openBackstore(configPath, {
+        deviceKey: `user_${info.hbaId}/${info.deviceName}`,
+        sizeBytes,
+        blockSizeBytes: info.attributes.hwBlockSizeBytes,
+        allowedRoots: this.options.allowedRoots,
+      });
+  }
+
+  #ringLoggerFor(name: string): RingLogger {
+    const ringLog = this.options.ringLog;
+    return { warn: (message) => ringLog.warn(`${name}: ${message}`), error: (message) => ringLog.error(`${name}: ${message}`) };
+  }
+
+  /**
+   * MODE SELECT changed WCE: mirrored into attrib/emulate_write_cache so configfs and the next
+   * attach agree. The write sends us a RECONFIG and waits for our reply: it must not block.
+   */
+  #mirrorWriteCache(device: AttachedDevice, enabled: boolean): void {
+    const path = join(device.info.configfsDir, "attrib", "emulate_write_cache");
+    this.options.io.writeAttribute(path, enabled ? 1 : 0).catch((error: unknown) => {
+      this.options.log.warn(`${device.info.deviceName}: mirroring WCE=${enabled ? 1 : 0} to configfs failed: ${String(error)}`);
+    });
+  }
+
+  /** Drops `device` and releases it; `destroy` deletes what only it used (it was removed). */
+  async detach(device: AttachedDevice, reason: string, options: { block?: boolean; destroy?: boolean }): Promise<void> {
+    if (this.#devices.get(device.info.uio) === device) {
+      this.#devices.delete(device.info.uio);
+      if (options.destroy === true) this.#replyExpected.delete(device.info.uio);
+    }
+    try {
+      await device.detach(options);
+      this.options.log.info(`${device.info.uio} ${reason}; released: ${device.summary()}`);
+    } catch (error) {
+      this.options.log.error(`${device.info.uio} ${device.info.deviceName}: release failed: ${String(error)}`);
+    }
+    this.options.onChange();
+  }
+
+  /** Attaches every device of our subtype not attached yet, then answers stuck ADDED events. */
+  async scan(options: { immediate?: boolean } = {}): Promise<void> {
+    if (this.stopping) return;
+    const { roots, subtype } = this.options;
+    const unattached = (uio: string) => !this.#devices.has(uio) && !this.#attaching.has(uio);
+    for (const info of await discoverDevicesAsync(subtype, roots, this.options.io, unattached)) {
+      if (!this.#devices.has(info.uio)) await this.attach(info);
+    }
+    if (this.replier?.repliesOn === true) await this.answerPendingAdded(options.immediate === true);
+  }
+
+  /** Answers ADDED waits nobody answered; `immediate` skips the grace period (after an unclean exit). */
+  async answerPendingAdded(immediate: boolean): Promise<void> {
+    const { roots, subtype, log } = this.options;
+    const now = Date.now();
+    const seen = new Set<number>();
+    for (const pending of await findPendingAdded(roots, this.options.io)) {
+      seen.add(pending.deviceId);
+      const since = this.#pendingSince.get(pending.deviceId) ?? now;
+      this.#pendingSince.set(pending.deviceId, since);
+      if (!immediate && now - since < PENDING_ADDED_GRACE_MS) continue;
+      const ours = pending.devConfig.split("/")[0] === subtype;
+      let status = 0;
+      if (ours) {
+        const parsed = parseUioName(`tcm-user/${pending.hbaId}/${pending.deviceName}/${pending.devConfig}`)!;
+        const info = await describeDeviceAsync(pending.uio, parsed, roots, this.options.io);
+        status = info === undefined ? -ENODEV : await this.attachOrThrow(info).then(() => 0, errorStatus);
+      }
+      log.warn(`${pending.deviceName}: its enable was waiting for an ADDED reply nobody sent (missed event); answered ${status}`);
+      this.replier?.replyAdded(pending.deviceId, status);
+      this.#pendingSince.delete(pending.deviceId);
+    }
+    for (const deviceId of this.#pendingSince.keys()) if (!seen.has(deviceId)) this.#pendingSince.delete(deviceId);
+  }
+
+  /** Graceful stop: every device blocked, drained, flushed and closed. */
+  async detachAll(reason: string): Promise<number> {
+    this.stopping = true;
+    await Promise.allSettled([...this.#attaching.values()]);
+    const results = await Promise.allSettled(this.devices.map((device) => this.detach(device, reason, { block: true })));
+    return results.filter((result) => result.status === "rejected").length;
+  }
+}

@@ -1,0 +1,122 @@
+// A configfs stand-in on a temp dir: mkdir of a device or a TPG creates the attribute files and
+// default groups the kernel would, rmdir removes an item with its attribute files but refuses
+// (ENOTEMPTY) while it still holds items or links someone made, and every operation is logged
+// so tests can check the order of writes.
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, relative } from "node:path";
+import { ConfigfsError, ConfigfsIo } from "../../src/configfs/io.ts";
+import type { KernelSetup } from "../../src/configfs/kernel-setup.ts";
+import type { SystemRoots } from "../../src/uio/discover.ts";
+
+export class FakeConfigfs extends ConfigfsIo {
+  readonly root: string;
+  readonly roots: SystemRoots;
+  readonly log: string[] = [];
+  /** Paths made by mkdir or ln -s (items), as opposed to default groups and attribute files. */
+  readonly #made = new Set<string>();
+  #nextDeviceIndex = 1;
+  /** Writes to a path ending in one of these fail with this errno name. */
+  failWrites = new Map<string, string>();
+
+  constructor() {
+    super();
+    this.root = mkdtempSync(join(tmpdir(), "tcmu-configfs-"));
+    this.roots = { sysfs: join(this.root, "sys"), configfs: join(this.root, "config"), dev: join(this.root, "dev") };
+    mkdirSync(join(this.roots.configfs, "target", "core"), { recursive: true });
+    mkdirSync(join(this.roots.sysfs, "module"), { recursive: true });
+  }
+
+  dispose(): void {
+    rmSync(this.root, { recursive: true, force: true });
+  }
+
+  rel(path: string): string {
+    return relative(this.roots.configfs, path);
+  }
+
+  override async writeAttribute(path: string, value: string | number): Promise<void> {
+    this.log.push(`write ${this.rel(path)}=${value}`);
+    for (const [suffix, code] of this.failWrites) {
+      if (path.endsWith(suffix)) throw new ConfigfsError(`writing "${value}" to ${path} failed: ${code}`, code);
+    }
+    await super.writeAttribute(path, value);
+  }
+
+  override async makeDirectory(path: string): Promise<void> {
+    const existed = existsSync(path);
+    await super.makeDirectory(path);
+    if (existed) return;
+    this.log.push(`mkdir ${this.rel(path)}`);
+    this.#made.add(path);
+    this.#populate(path);
+  }
+
+  override async makeLink(target: string, path: string): Promise<void> {
+    this.log.push(`ln ${this.rel(path)}`);
+    await super.makeLink(target, path);
+    this.#made.add(path);
+  }
+
+  override async removeLink(path: string): Promise<void> {
+    this.log.push(`rm ${this.rel(path)}`);
+    await super.removeLink(path);
+    this.#made.delete(path);
+  }
+
+  override async removeDirectory(path: string): Promise<void> {
+    if (!existsSync(path)) return;
+    for (const made of this.#made) {
+      if (made !== path && made.startsWith(`${path}/`)) throw new ConfigfsError(`rmdir ${path} failed: ENOTEMPTY (holds ${this.rel(made)})`, "ENOTEMPTY");
+    }
+    this.log.push(`rmdir ${this.rel(path)}`);
+    rmSync(path, { recursive: true, force: true });
+    this.#made.delete(path);
+  }
+
+  /** What the kernel creates inside a new item. */
+  #populate(path: string): void {
+    const parts = this.rel(path).split("/");
+    const file = (name: string, value: string) => {
+      mkdirSync(join(path, name, ".."), { recursive: true });
+      writeFileSync(join(path, name), `${value}\n`);
+    };
+    if (parts[0] === "target" && parts[1] === "core" && parts.length === 4) {
+      for (const [name, value] of Object.entries({ hw_block_size: "512", hw_max_sectors: "128", dev_size: "0", emulate_write_cache: "0", cmd_time_out: "30", nl_reply_supported: "0" })) {
+        file(`attrib/${name}`, value);
+      }
+      file("action/block_dev", "unblocked");
+      file("statistics/scsi_dev/indx", String(this.#nextDeviceIndex++));
+      file("enable", "0");
+      file("control", "");
+      mkdirSync(join(path, "wwn"));
+    } else if (parts[0] === "target" && parts.length === 4 && parts[3]!.startsWith("tpgt_")) {
+      for (const group of ["lun", "np", "acls", "attrib", "auth", "param"]) mkdirSync(join(path, group));
+      if (parts[1] === "iscsi") file("enable", "0");
+      if (parts[1] === "loopback") file("nexus", "");
+    } else if (parts[0] === "target" && parts[1] === "iscsi" && parts[4] === "acls" && parts.length === 6) {
+      mkdirSync(join(path, "auth"));
+    }
+  }
+}
+
+/** Records modprobe and mount; a loaded module shows up in sysfs/module like the real thing. */
+export class RecordingSetup implements KernelSetup {
+  readonly calls: string[] = [];
+  readonly #roots: SystemRoots;
+
+  constructor(roots: SystemRoots) {
+    this.#roots = roots;
+  }
+
+  modprobe(module: string): void {
+    this.calls.push(`modprobe ${module}`);
+    mkdirSync(join(this.#roots.sysfs, "module", module), { recursive: true });
+    if (module === "target_core_mod") mkdirSync(join(this.#roots.configfs, "target", "core"), { recursive: true });
+  }
+
+  mountConfigfs(path: string): void {
+    this.calls.push(`mount ${path}`);
+    mkdirSync(join(path, "target"), { recursive: true });
+  }
+}

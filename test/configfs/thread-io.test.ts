@@ -1,0 +1,56 @@
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ConfigfsError } from "../../src/configfs/io.ts";
+import { ThreadConfigfsIo } from "../../src/configfs/thread-io.ts";
+
+const root = mkdtempSync(join(tmpdir(), "tcmu-thread-io-"));
+const io = new ThreadConfigfsIo();
+afterAll(() => {
+  io.close();
+  rmSync(root, { recursive: true, force: true });
+});
+
+/** The promise's rejection reason (awaited by hand: a worker-settled rejection and expect().rejects hang in bun 1.4.5). */
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error("the operation succeeded");
+}
+
+test("operations run in worker threads with configfs semantics (EEXIST/ENOENT tolerated where meant)", async () => {
+  const dir = join(root, "a");
+  await io.makeDirectory(dir);
+  await io.makeDirectory(dir);
+  await io.writeAttribute(join(dir, "enable"), 1);
+  expect(readFileSync(join(dir, "enable"), "utf8")).toBe("1");
+  expect(await io.readAttribute(join(dir, "enable"))).toBe("1");
+  expect(await io.readAttribute(join(dir, "missing"))).toBeUndefined();
+  await io.makeLink(dir, join(root, "link"));
+  expect(await io.readLink(join(root, "link"))).toBe(dir);
+  expect((await io.listEntries(root)).sort()).toEqual(["a", "link"]);
+  expect(await io.exists(join(dir, "enable"))).toBe(true);
+  await io.removeLink(join(root, "link"));
+  await io.removeLink(join(root, "link"));
+  expect(await rejection(io.removeDirectory(dir))).toBeInstanceOf(ConfigfsError);
+  expect(String(await rejection(io.writeAttribute(join(root, "no", "such"), 1)))).toContain("ENOENT");
+  expect(await io.listEntries(join(root, "nothing"))).toEqual([]);
+});
+
+test("an operation blocked in the kernel does not hold up the next one", async () => {
+  // Opening a FIFO for writing blocks until a reader comes, like an enable waiting for serve.
+  const fifo = join(root, "fifo");
+  Bun.spawnSync(["mkfifo", fifo]);
+  let blockedDone = false;
+  const blocked = io.writeAttribute(fifo, 1).then(() => (blockedDone = true));
+  await Bun.sleep(50);
+  expect(await io.readAttribute(join(root, "a", "enable"))).toBe("1");
+  expect(blockedDone).toBe(false);
+  const reader = Bun.spawn(["cat", fifo], { stdout: "pipe" });
+  await blocked;
+  expect(await new Response(reader.stdout).text()).toBe("1");
+});

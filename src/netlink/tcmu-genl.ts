@@ -19,7 +19,9 @@ import {
 } from "./message.ts";
 
 // The family's commands and attributes are the uapi header's, mirrored once in src/ring/uapi.ts.
-import {
+import * as uapi from "../ring/uapi.ts";
+
+export {
   TCMU_GENL_FAMILY_NAME as TCMU_FAMILY_NAME,
   TCMU_MCGRP_CONFIG,
   TCMU_CMD_ADDED_DEVICE,
@@ -38,26 +40,6 @@ import {
   TCMU_ATTR_DEVICE_ID,
   TCMU_ATTR_SUPP_KERN_CMD_REPLY,
 } from "../ring/uapi.ts";
-
-export {
-  TCMU_FAMILY_NAME,
-  TCMU_MCGRP_CONFIG,
-  TCMU_CMD_ADDED_DEVICE,
-  TCMU_CMD_REMOVED_DEVICE,
-  TCMU_CMD_RECONFIG_DEVICE,
-  TCMU_CMD_ADDED_DEVICE_DONE,
-  TCMU_CMD_REMOVED_DEVICE_DONE,
-  TCMU_CMD_RECONFIG_DEVICE_DONE,
-  TCMU_CMD_SET_FEATURES,
-  TCMU_ATTR_DEVICE,
-  TCMU_ATTR_MINOR,
-  TCMU_ATTR_DEV_CFG,
-  TCMU_ATTR_DEV_SIZE,
-  TCMU_ATTR_WRITECACHE,
-  TCMU_ATTR_CMD_STATUS,
-  TCMU_ATTR_DEVICE_ID,
-  TCMU_ATTR_SUPP_KERN_CMD_REPLY,
-};
 export const TCMU_GENL_VERSION = 2;
 
 export type EventKind = "added" | "removed" | "reconfig";
@@ -82,18 +64,18 @@ export type TcmuEvent =
   | (EventBase & { kind: "reconfig"; change: ReconfigChange });
 
 const DONE_COMMAND: Record<EventKind, number> = {
-  added: TCMU_CMD_ADDED_DEVICE_DONE,
-  removed: TCMU_CMD_REMOVED_DEVICE_DONE,
-  reconfig: TCMU_CMD_RECONFIG_DEVICE_DONE,
+  added: uapi.TCMU_CMD_ADDED_DEVICE_DONE,
+  removed: uapi.TCMU_CMD_REMOVED_DEVICE_DONE,
+  reconfig: uapi.TCMU_CMD_RECONFIG_DEVICE_DONE,
 };
 
 /** The event a kernel multicast carries; undefined for commands that are not events. */
 export function decodeTcmuEvent(message: GenlMessage): TcmuEvent | undefined {
   const kind = eventKind(message.command);
   if (kind === undefined) return undefined;
-  const uioName = readString(message.attributes.get(TCMU_ATTR_DEVICE));
-  const minor = readU32(message.attributes.get(TCMU_ATTR_MINOR));
-  const deviceId = readU32(message.attributes.get(TCMU_ATTR_DEVICE_ID));
+  const uioName = readString(message.attributes.get(uapi.TCMU_ATTR_DEVICE));
+  const minor = readU32(message.attributes.get(uapi.TCMU_ATTR_MINOR));
+  const deviceId = readU32(message.attributes.get(uapi.TCMU_ATTR_DEVICE_ID));
   if (uioName === undefined || minor === undefined || deviceId === undefined) {
     throw new NetlinkFormatError(`TCM-USER ${kind} event without DEVICE, MINOR or DEVICE_ID`);
   }
@@ -103,19 +85,19 @@ export function decodeTcmuEvent(message: GenlMessage): TcmuEvent | undefined {
 }
 
 function eventKind(command: number): EventKind | undefined {
-  if (command === TCMU_CMD_ADDED_DEVICE) return "added";
-  if (command === TCMU_CMD_REMOVED_DEVICE) return "removed";
-  if (command === TCMU_CMD_RECONFIG_DEVICE) return "reconfig";
+  if (command === uapi.TCMU_CMD_ADDED_DEVICE) return "added";
+  if (command === uapi.TCMU_CMD_REMOVED_DEVICE) return "removed";
+  if (command === uapi.TCMU_CMD_RECONFIG_DEVICE) return "reconfig";
   return undefined;
 }
 
 function decodeChange(message: GenlMessage): ReconfigChange {
-  const devConfig = readString(message.attributes.get(TCMU_ATTR_DEV_CFG));
+  const devConfig = readString(message.attributes.get(uapi.TCMU_ATTR_DEV_CFG));
   // The kernel passes what was written to attrib/dev_config verbatim, newline from echo included.
   if (devConfig !== undefined) return { kind: "dev_config", devConfig: devConfig.trim() };
-  const sizeBytes = readU64(message.attributes.get(TCMU_ATTR_DEV_SIZE));
+  const sizeBytes = readU64(message.attributes.get(uapi.TCMU_ATTR_DEV_SIZE));
   if (sizeBytes !== undefined) return { kind: "dev_size", sizeBytes };
-  const writeCache = readU8(message.attributes.get(TCMU_ATTR_WRITECACHE));
+  const writeCache = readU8(message.attributes.get(uapi.TCMU_ATTR_WRITECACHE));
   if (writeCache !== undefined) return { kind: "write_cache", enabled: writeCache !== 0 };
   throw new NetlinkFormatError("RECONFIG_DEVICE event names no DEV_CFG, DEV_SIZE or WRITECACHE");
 }
@@ -132,7 +114,7 @@ export function encodeDone(familyId: number, sequence: number, event: TcmuEvent,
     version: TCMU_GENL_VERSION,
     flags: NLM_F_REQUEST | NLM_F_ACK,
     sequence,
-    attributes: [s32Attribute(TCMU_ATTR_CMD_STATUS, status), u32Attribute(TCMU_ATTR_DEVICE_ID, event.deviceId)],
+    attributes: [s32Attribute(uapi.TCMU_ATTR_CMD_STATUS, status), u32Attribute(uapi.TCMU_ATTR_DEVICE_ID, event.deviceId)],
   });
 }
 
@@ -145,10 +127,10 @@ export function encodeAddedDone(familyId: number, sequence: number, deviceId: nu
 export function encodeSetFeatures(familyId: number, sequence: number, replySupported: boolean): Uint8Array {
   return encodeGenlMessage({
     familyId,
-    command: TCMU_CMD_SET_FEATURES,
+    command: uapi.TCMU_CMD_SET_FEATURES,
     version: TCMU_GENL_VERSION,
     flags: NLM_F_REQUEST | NLM_F_ACK,
     sequence,
-    attributes: [u8Attribute(TCMU_ATTR_SUPP_KERN_CMD_REPLY, replySupported ? 1 : 0)],
+    attributes: [u8Attribute(uapi.TCMU_ATTR_SUPP_KERN_CMD_REPLY, replySupported ? 1 : 0)],
   });
 }

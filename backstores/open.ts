@@ -42,6 +42,7 @@ export async function openBackstore(devConfigPath: string, context: BackstoreCon
         readOnly: config.readOnly,
         direct: config.direct,
         sync: config.sync,
+        io: "auto",
       });
     case "qcow2":
       return openQcow2(allowedPath(devConfigPath, config.path, context.allowedRoots), config.snapshot, context);
@@ -70,6 +71,7 @@ async function openDetected(devConfigPath: string, config: DetectDevConfig, cont
     readOnly: config.readOnly,
     direct: config.direct,
     sync: config.sync,
+    io: "auto",
   });
 }
 

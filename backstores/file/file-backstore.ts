@@ -1,11 +1,16 @@
 // A raw image file or block device. Data moves with preadv/pwritev straight between the file and
-// the mapped data area (the kernel does the one copy); durable writes use pwritev2(RWF_DSYNC);
+// the mapped data area (the kernel does the one copy) — concurrently through the process's
+// AsyncFileIo (io_uring or I/O threads) when the store has one, so a slow read does not hold up
+// the ring; inline on the event loop's thread for small transfers of a file in memory (tmpfs),
+// where that is cheapest, and always for error recovery. Durable writes use RWF_DSYNC;
 // UNMAP punches holes (files) or discards (block devices); zeroing uses ZERO_RANGE / BLKZEROOUT;
 // GET LBA STATUS asks SEEK_DATA/SEEK_HOLE. Opening (locks, sizing, probes) is in open-file.ts.
 import { EDQUOT, EINVAL, ENOSPC, ENOSYS, EOPNOTSUPP, EROFS, errnoName, SystemCallError } from "../../src/libc/errno.ts";
 import * as libc from "../../src/libc/libc.ts";
 import type { DataSegments } from "../../src/ring/data-segments.ts";
-import { BackstoreError, type Backstore, type BackstoreCapabilities, type LbaStatusExtent } from "../types.ts";
+import { BackstoreError, type Backstore, type BackstoreCapabilities, type IoResult, type LbaStatusExtent } from "../types.ts";
+import type { AsyncFileIo, SyncRedo } from "./async-file-io.ts";
+import { StallGuard } from "./stall-guard.ts";
 import { BLKDISCARD, BLKZEROOUT } from "./block-device.ts";
 import { lbaStatusBySeek } from "./seek-status.ts";
 import type { StoreSyscalls } from "./syscalls.ts";
@@ -45,11 +50,25 @@ export interface FileBackstoreOptions {
   /** The SCSI block size: LBA status extents are whole blocks. */
   blockSizeBytes: number;
   syscalls: StoreSyscalls;
+  /** Concurrent I/O; absent: every transfer is synchronous. */
+  asyncIo?: AsyncFileIo;
+  /**
+   * Reads up to this many bytes stay synchronous even with asyncIo (small copies of a file in
+   * memory). Buffered writes up to it, or of any size when `inlineWrites`, also stay inline
+   * while they do not stall; durable writes and flushes go async unless `inlineDurable`.
+   */
+  inlineBytesMax?: number;
+  /** Buffered writes of any size run inline while a StallGuard sees them only copying. */
+  inlineWrites?: boolean;
+  /** The file is in memory: durability costs nothing, flushes stay inline. */
+  inlineDurable?: boolean;
 }
 
 export class FileBackstore implements Backstore {
   readonly kind = "file";
   readonly description: string;
+  /** How data moves ("io_uring (256 entries)", "2 I/O threads (…)", "synchronous"): for the attach log. */
+  readonly ioDescription: string;
   readonly sizeBytes: number;
   readonly capabilities: BackstoreCapabilities;
   readonly #file: OpenedFile;
@@ -62,6 +81,17 @@ export class FileBackstore implements Backstore {
   #punchHoleWorks: boolean;
   #zeroRangeWorks = true;
   #open = true;
+  readonly #asyncIo: AsyncFileIo | undefined;
+  readonly #inlineBytesMax: number;
+  readonly #inlineDurable: boolean;
+  readonly #inlineWriteBytesMax: number;
+  readonly #writeStalls = new StallGuard();
+  /** How the async path redoes a failed request synchronously (never allocated per request). */
+  readonly #redo: SyncRedo = {
+    redoRead: (offsetBytes, lengthBytes, target, targetStartBytes) => this.#readSync(offsetBytes, lengthBytes, target, targetStartBytes),
+    redoWrite: (offsetBytes, lengthBytes, source, sourceStartBytes, durable) => this.#writeSync(offsetBytes, lengthBytes, source, sourceStartBytes, durable),
+    redoFlush: () => this.#datasync(0),
+  };
 
   constructor(file: OpenedFile, options: FileBackstoreOptions) {
     this.#file = file;
@@ -71,8 +101,13 @@ export class FileBackstore implements Backstore {
     this.#transfer = new Transfer(options.syscalls);
     this.#punchHoleWorks = file.punchHole;
     this.#zeroBuffer = libc.mmapAnonymous(ZERO_BUFFER_BYTES);
+    this.#asyncIo = options.asyncIo;
+    this.#inlineBytesMax = options.asyncIo === undefined ? Number.POSITIVE_INFINITY : (options.inlineBytesMax ?? 0);
+    this.#inlineDurable = options.inlineDurable ?? false;
+    this.#inlineWriteBytesMax = options.inlineWrites === true ? Number.POSITIVE_INFINITY : this.#inlineBytesMax;
     const flags = [file.readOnly ? ";ro" : "", file.directFd >= 0 ? ";direct" : "", file.sync ? ";sync" : ""].join("");
     this.description = `file ${file.path}${flags}`;
+    this.ioDescription = options.asyncIo === undefined ? "synchronous" : options.asyncIo.engine.description;
     this.capabilities = {
       readOnly: file.readOnly,
       unmap: !file.readOnly && (file.blockDevice ? file.discard : file.punchHole),
@@ -85,8 +120,45 @@ export class FileBackstore implements Backstore {
     };
   }
 
-  read(offsetBytes: number, lengthBytes: number, target: DataSegments, targetStartBytes: number): void {
+  read(offsetBytes: number, lengthBytes: number, target: DataSegments, targetStartBytes: number): IoResult {
     this.#checkOpen();
+    const io = this.#asyncIo;
+    if (io === undefined || lengthBytes <= this.#inlineBytesMax) return this.#readSync(offsetBytes, lengthBytes, target, targetStartBytes);
+    const token = io.begin(target, targetStartBytes, lengthBytes);
+    if (token === -1) return io.whenTokenFree().then(() => this.read(offsetBytes, lengthBytes, target, targetStartBytes));
+    if (token === -2) return this.#readSync(offsetBytes, lengthBytes, target, targetStartBytes);
+    return io.read(token, this.#redo, this.#asyncDescriptorFor(io, token, offsetBytes, lengthBytes), offsetBytes);
+  }
+
+  write(offsetBytes: number, lengthBytes: number, source: DataSegments, sourceStartBytes: number, durable: boolean): IoResult {
+    this.#checkWritable(offsetBytes);
+    const io = this.#asyncIo;
+    if (io === undefined) return this.#writeSync(offsetBytes, lengthBytes, source, sourceStartBytes, durable);
+    const inline = lengthBytes <= this.#inlineWriteBytesMax && (!durable || this.#inlineDurable) && this.#file.directFd < 0 && !this.#file.sync;
+    const startedMs = inline ? performance.now() : 0;
+    if (inline && this.#writeStalls.allowsInline(startedMs)) {
+      this.#writeSync(offsetBytes, lengthBytes, source, sourceStartBytes, durable);
+      this.#writeStalls.record(lengthBytes, startedMs, performance.now());
+      return;
+    }
+    const token = io.begin(source, sourceStartBytes, lengthBytes);
+    if (token === -1) return io.whenTokenFree().then(() => this.write(offsetBytes, lengthBytes, source, sourceStartBytes, durable));
+    if (token === -2) return this.#writeSync(offsetBytes, lengthBytes, source, sourceStartBytes, durable);
+    const flagged = durable && !this.#file.sync && this.#dsyncFlagWorks;
+    const syncAfter = durable && !this.#file.sync && !this.#dsyncFlagWorks;
+    const fd = this.#asyncDescriptorFor(io, token, offsetBytes, lengthBytes);
+    return io.write(token, this.#redo, fd, offsetBytes, flagged ? libc.RWF_DSYNC : 0, durable, syncAfter);
+  }
+
+  flush(): IoResult {
+    this.#checkOpen();
+    if (this.#file.readOnly) return;
+    const io = this.#asyncIo;
+    if (io === undefined || this.#inlineDurable) return this.#datasync(0);
+    return io.flush(this.#redo, this.#file.fd) ?? io.whenTokenFree().then(() => this.flush());
+  }
+
+  #readSync(offsetBytes: number, lengthBytes: number, target: DataSegments, targetStartBytes: number): void {
     const transfer = this.#transfer;
     transfer.load(target, targetStartBytes, lengthBytes);
     const fd = this.#descriptorFor(offsetBytes, lengthBytes);
@@ -101,15 +173,9 @@ export class FileBackstore implements Backstore {
     }
   }
 
-  write(offsetBytes: number, lengthBytes: number, source: DataSegments, sourceStartBytes: number, durable: boolean): void {
-    this.#checkWritable(offsetBytes);
+  #writeSync(offsetBytes: number, lengthBytes: number, source: DataSegments, sourceStartBytes: number, durable: boolean): void {
     this.#transfer.load(source, sourceStartBytes, lengthBytes);
     this.#writeLoaded(offsetBytes, lengthBytes, this.#descriptorFor(offsetBytes, lengthBytes), durable);
-  }
-
-  flush(): void {
-    this.#checkOpen();
-    if (!this.#file.readOnly) this.#datasync(0);
   }
 
   unmap(offsetBytes: number, lengthBytes: number): void {
@@ -149,6 +215,15 @@ export class FileBackstore implements Backstore {
     if (this.#file.directFd >= 0) libc.close(this.#file.directFd);
     libc.close(this.#file.fd);
     libc.munmap(this.#zeroBuffer, ZERO_BUFFER_BYTES);
+  }
+
+  /** #descriptorFor for a transfer loaded into an async token's iovec slot. */
+  #asyncDescriptorFor(io: AsyncFileIo, token: number, offsetBytes: number, lengthBytes: number): number {
+    const file = this.#file;
+    if (file.directFd < 0) return file.fd;
+    const alignment = file.directAlignmentBytes;
+    const aligned = offsetBytes % alignment === 0 && lengthBytes % alignment === 0 && io.arena.isAligned(token, alignment);
+    return aligned ? file.directFd : file.fd;
   }
 
   /** The O_DIRECT descriptor when this transfer meets its alignment, else the buffered one. */

@@ -6,7 +6,9 @@ import { EINVAL, ENOENT, ENXIO, SystemCallError } from "../../src/libc/errno.ts"
 import * as libc from "../../src/libc/libc.ts";
 import { BackstoreOpenError } from "../types.ts";
 import { blockDeviceDiscards, blockDeviceSizeBytes, logicalSectorBytes } from "./block-device.ts";
-import { FileBackstore, type OpenedFile } from "./file-backstore.ts";
+import { FileBackstore, type FileBackstoreOptions, type OpenedFile } from "./file-backstore.ts";
+import { memoryInlineBytesMax, sharedFileIo, type FileIoMode } from "./file-io.ts";
+import { isMemoryBacked } from "./memory-backed.ts";
 import { LIBC_SYSCALLS, type StoreSyscalls } from "./syscalls.ts";
 
 const FILE_TYPE_MASK = 0o170000;
@@ -26,8 +28,13 @@ export interface FileBackstoreOpenOptions {
   direct?: boolean;
   /** ;sync — O_DSYNC: every write is durable before its status. */
   sync?: boolean;
-  /** Tests inject faults here. */
+  /** Tests inject faults here (they reach the synchronous path only: use io "sync"). */
   syscalls?: StoreSyscalls;
+  /**
+   * How data moves (file-io.ts): "auto" serves commands concurrently through io_uring or I/O
+   * threads, as `serve` does; the default "sync" keeps every call synchronous.
+   */
+  io?: FileIoMode;
 }
 
 /**
@@ -68,12 +75,24 @@ export function openFileBackstore(path: string, options: FileBackstoreOpenOption
       seekData: !blockDevice && probeSeekData(fd, syscalls),
       allocationUnitBytes,
     };
-    return new FileBackstore(file, { sizeBytes: options.sizeBytes, blockSizeBytes: options.blockSizeBytes, syscalls });
+    return new FileBackstore(file, { sizeBytes: options.sizeBytes, blockSizeBytes: options.blockSizeBytes, syscalls, ...ioPolicy(fd, blockDevice, options.io) });
   } catch (error) {
     if (directFd >= 0) libc.close(directFd);
     libc.close(fd);
     throw error;
   }
+}
+
+/**
+ * Where each transfer runs. A file in memory (tmpfs): small copies inline, big ones async so
+ * they overlap other work. Elsewhere: reads async (io_uring completes page-cache hits inline
+ * anyway and only punts misses), buffered writes inline until they stall (stall-guard.ts).
+ */
+function ioPolicy(fd: number, blockDevice: boolean, mode: FileIoMode | undefined): Partial<FileBackstoreOptions> {
+  const asyncIo = sharedFileIo(mode ?? "sync");
+  if (asyncIo === undefined) return {};
+  if (!blockDevice && isMemoryBacked(fd)) return { asyncIo, inlineBytesMax: memoryInlineBytesMax(), inlineDurable: true };
+  return { asyncIo, inlineBytesMax: 0, inlineWrites: true };
 }
 
 function openOrCreate(path: string, flags: number, readOnly: boolean): number {

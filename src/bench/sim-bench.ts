@@ -1,23 +1,28 @@
 // Drives a simulated device at a fixed queue depth for a fixed time and reports IOPS, MB/s and
-// latency percentiles. Everything runs in-process: no root, no kernel module.
-import type { Backstore } from "../../backstores/types.ts";
-import { SimDevice } from "../sim/sim-device.ts";
+// latency percentiles. Everything runs in-process: no root, no kernel module. The simulator
+// stands in for target_core_user, so the numbers are the handler's cost (ring, SCSI, backstore)
+// plus the simulator's, never the kernel's.
+import type { SimDevice } from "../sim/sim-device.ts";
+
+export type BenchPattern = "rand" | "seq";
+export type BenchOperation = "read" | "write";
 
 export interface SimBenchJob {
   label: string;
-  backstore: Backstore;
-  blockSizeBytes: number;
+  device: SimDevice;
   ioBytes: number;
   queueDepth: number;
-  pattern: "rand" | "seq";
-  operation: "read" | "write";
+  pattern: BenchPattern;
+  operation: BenchOperation;
   durationMs: number;
+  /** Deterministic random offsets. */
+  seed?: number;
 }
 
 export interface SimBenchResult {
   label: string;
-  operation: string;
-  pattern: string;
+  operation: BenchOperation;
+  pattern: BenchPattern;
   ioBytes: number;
   queueDepth: number;
   commands: number;
@@ -25,59 +30,61 @@ export interface SimBenchResult {
   megabytesPerSecond: number;
   latencyP50Us: number;
   latencyP99Us: number;
+  latencyP999Us: number;
 }
 
-const LATENCY_SAMPLES_MAX = 200_000;
+/** Latencies kept for percentiles; later commands are counted but not sampled. */
+const LATENCY_SAMPLES_MAX = 1_000_000;
+const READ_16 = 0x88;
+const WRITE_16 = 0x8a;
+const U32_SPAN = 0x1_0000_0000;
 
 export async function runSimBench(job: SimBenchJob): Promise<SimBenchResult> {
-  const blocksPerIo = job.ioBytes / job.blockSizeBytes;
-  const dataBlocks = Math.ceil((job.ioBytes * job.queueDepth) / 4096) + 16;
-  const device = new SimDevice({
-    backstore: job.backstore,
-    blockSizeBytes: job.blockSizeBytes,
-    sim: { ringAreaBytes: 1024 * 1024, dataBlockCount: dataBlocks },
-  });
-  const capacityIos = Math.floor(job.backstore.sizeBytes / job.ioBytes);
+  const device = job.device;
+  const blockBytes = device.scsi.blockSizeBytes;
+  const blocksPerIo = job.ioBytes / blockBytes;
+  const capacityIos = Math.floor(device.scsi.sizeBytes / job.ioBytes);
   const payload = new Uint8Array(job.ioBytes).fill(0x5a);
-  const latencies = new Float64Array(LATENCY_SAMPLES_MAX);
+  const latencies = new Float64Array(Math.min(LATENCY_SAMPLES_MAX, 64 + job.durationMs * 2000));
+  const options = job.operation === "read" ? { dataInBytes: job.ioBytes, gatherDataIn: false } : { dataOut: payload };
   let samples = 0;
   let commands = 0;
   let sequentialIo = 0;
-  let random = 0x9e3779b9;
-  const nextIo = () => {
+  let random = job.seed ?? 0x9e37_79b9;
+  const nextIo = (): number => {
     if (job.pattern === "seq") return sequentialIo++ % capacityIos;
+    // xorshift32: deterministic and allocation-free.
     random ^= random << 13;
     random ^= random >>> 17;
     random ^= random << 5;
     return (random >>> 0) % capacityIos;
   };
-  const cdb = (io: number) => {
-    const bytes = new Uint8Array(16);
-    bytes[0] = job.operation === "read" ? 0x88 : 0x8a;
-    const view = new DataView(bytes.buffer);
-    view.setBigUint64(2, BigInt(io * blocksPerIo));
-    view.setUint32(10, blocksPerIo);
-    return bytes;
-  };
-  const options = job.operation === "read" ? { dataInBytes: job.ioBytes } : { dataOut: payload };
 
   const started = performance.now();
   const deadline = started + job.durationMs;
-  const worker = async () => {
+  const worker = async (): Promise<void> => {
+    // One CDB per worker: the simulator copies it into the ring, and a worker has one command
+    // outstanding, so it is never rewritten while still needed.
+    const cdb = new Uint8Array(16);
+    const view = new DataView(cdb.buffer);
+    cdb[0] = job.operation === "read" ? READ_16 : WRITE_16;
+    view.setUint32(10, blocksPerIo, false);
     while (performance.now() < deadline) {
+      const lba = nextIo() * blocksPerIo;
+      view.setUint32(2, Math.floor(lba / U32_SPAN), false);
+      view.setUint32(6, lba % U32_SPAN, false);
       const issued = performance.now();
-      const completion = await device.submit(cdb(nextIo()), options);
-      if (completion.status !== 0) throw new Error(`${job.label}: command failed with status ${completion.status}`);
-      if (samples < LATENCY_SAMPLES_MAX) latencies[samples++] = performance.now() - issued;
+      const completion = await device.submit(cdb, options);
+      if (completion.status !== 0) throw new Error(`${job.label}: ${job.operation} at LBA ${lba} failed with status ${completion.status}`);
+      if (samples < latencies.length) latencies[samples++] = performance.now() - issued;
       commands += 1;
     }
   };
   await Promise.all(Array.from({ length: job.queueDepth }, worker));
   const elapsedSeconds = (performance.now() - started) / 1000;
-  await device.close();
 
   const sorted = latencies.subarray(0, samples).sort();
-  const percentile = (p: number) => (samples === 0 ? 0 : sorted[Math.min(samples - 1, Math.floor(samples * p))]! * 1000);
+  const percentileUs = (fraction: number) => (samples === 0 ? 0 : sorted[Math.min(samples - 1, Math.floor(samples * fraction))]! * 1000);
   return {
     label: job.label,
     operation: job.operation,
@@ -87,25 +94,31 @@ export async function runSimBench(job: SimBenchJob): Promise<SimBenchResult> {
     commands,
     iops: commands / elapsedSeconds,
     megabytesPerSecond: (commands * job.ioBytes) / elapsedSeconds / 1e6,
-    latencyP50Us: percentile(0.5),
-    latencyP99Us: percentile(0.99),
+    latencyP50Us: percentileUs(0.5),
+    latencyP99Us: percentileUs(0.99),
+    latencyP999Us: percentileUs(0.999),
   };
 }
 
-export function formatResults(results: SimBenchResult[]): string {
-  const header = ["backstore", "op", "pattern", "io", "qd", "IOPS", "MB/s", "p50 µs", "p99 µs"];
+export function formatSize(bytes: number): string {
+  return bytes >= 1048576 ? `${bytes / 1048576}M` : `${bytes / 1024}k`;
+}
+
+export function formatResults(results: readonly SimBenchResult[]): string {
+  const header = ["backstore", "op", "pattern", "io", "qd", "IOPS", "MB/s", "p50 µs", "p99 µs", "p99.9 µs"];
   const rows = results.map((result) => [
     result.label,
     result.operation,
     result.pattern,
-    result.ioBytes >= 1048576 ? `${result.ioBytes / 1048576}M` : `${result.ioBytes / 1024}k`,
+    formatSize(result.ioBytes),
     String(result.queueDepth),
     result.iops.toFixed(0),
     result.megabytesPerSecond.toFixed(1),
     result.latencyP50Us.toFixed(1),
     result.latencyP99Us.toFixed(1),
+    result.latencyP999Us.toFixed(1),
   ]);
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-  const line = (cells: string[]) => cells.map((cell, column) => cell.padStart(widths[column]!)).join("  ");
+  const line = (cells: string[]) => cells.map((cell, column) => (column < 3 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join("  ");
   return [line(header), ...rows.map(line)].join("\n");
 }

@@ -4,6 +4,9 @@
 
 /** The iovec arrays grow to this many entries at most; beyond it an entry is malformed. */
 export const SEGMENTS_PER_COMMAND_MAX = 65536;
+/** struct iovec as u32 words: base low/high, length low/high. */
+const WORDS_PER_IOVEC = 4;
+const U32_SPAN = 0x1_0000_0000;
 
 export class DataSegments {
   readonly memory: Uint8Array;
@@ -12,6 +15,7 @@ export class DataSegments {
   totalBytes = 0;
   #offsets: Float64Array;
   #lengths: Float64Array;
+  #seekSkip = 0;
 
   constructor(memory: Uint8Array, baseAddress: number, capacity = 64) {
     this.memory = memory;
@@ -44,29 +48,55 @@ export class DataSegments {
 
   /** Copies `source` into the list, starting `startBytes` into it; returns bytes copied. */
   copyFrom(source: Uint8Array, startBytes = 0): number {
+    const memory = this.memory;
     let copied = 0;
-    this.#walk(startBytes, source.byteLength, (offset, length) => {
-      this.memory.set(source.subarray(copied, copied + length), offset);
+    let index = this.#seek(startBytes);
+    let skip = this.#seekSkip;
+    let remaining = Math.min(source.byteLength, Math.max(0, this.totalBytes - startBytes));
+    for (; index < this.count && remaining > 0; index += 1) {
+      const length = Math.min(this.#lengths[index]! - skip, remaining);
+      const offset = this.#offsets[index]! + skip;
+      // One segment taking all of `source` (the common reply) needs no subarray.
+      if (copied === 0 && length === source.byteLength) memory.set(source, offset);
+      else memory.set(source.subarray(copied, copied + length), offset);
       copied += length;
-    });
+      remaining -= length;
+      skip = 0;
+    }
     return copied;
   }
 
   /** Copies from the list, starting `startBytes` into it, into `target`; returns bytes copied. */
   copyTo(target: Uint8Array, startBytes = 0): number {
+    const memory = this.memory;
     let copied = 0;
-    this.#walk(startBytes, target.byteLength, (offset, length) => {
-      target.set(this.memory.subarray(offset, offset + length), copied);
+    let index = this.#seek(startBytes);
+    let skip = this.#seekSkip;
+    let remaining = Math.min(target.byteLength, Math.max(0, this.totalBytes - startBytes));
+    for (; index < this.count && remaining > 0; index += 1) {
+      const length = Math.min(this.#lengths[index]! - skip, remaining);
+      const offset = this.#offsets[index]! + skip;
+      target.set(memory.subarray(offset, offset + length), copied);
       copied += length;
-    });
+      remaining -= length;
+      skip = 0;
+    }
     return copied;
   }
 
   /** Fills `lengthBytes` of the list from `startBytes` with `value` (to the end by default). */
   fill(value: number, startBytes = 0, lengthBytes = this.totalBytes - startBytes): void {
-    this.#walk(startBytes, lengthBytes, (offset, length) => {
-      this.memory.fill(value, offset, offset + length);
-    });
+    const memory = this.memory;
+    let index = this.#seek(startBytes);
+    let skip = this.#seekSkip;
+    let remaining = Math.min(lengthBytes, Math.max(0, this.totalBytes - startBytes));
+    for (; index < this.count && remaining > 0; index += 1) {
+      const length = Math.min(this.#lengths[index]! - skip, remaining);
+      const offset = this.#offsets[index]! + skip;
+      memory.fill(value, offset, offset + length);
+      remaining -= length;
+      skip = 0;
+    }
   }
 
   /**
@@ -74,35 +104,49 @@ export class DataSegments {
    * `scratch` (pairs of u32 low/high words per u64, so no BigInt is made) and returns how many.
    */
   buildIovecs(startBytes: number, lengthBytes: number, scratch: Uint32Array): number {
-    let written = 0;
-    this.#walk(startBytes, lengthBytes, (offset, length) => {
-      if (written * 4 + 4 > scratch.length) throw new Error("iovec scratch too small for this command");
-      const address = this.baseAddress + offset;
-      const slot = written * 4;
-      scratch[slot] = address % 0x1_0000_0000;
-      scratch[slot + 1] = Math.floor(address / 0x1_0000_0000);
-      scratch[slot + 2] = length % 0x1_0000_0000;
-      scratch[slot + 3] = Math.floor(length / 0x1_0000_0000);
-      written += 1;
-    });
+    const written = this.buildIovecsAt(startBytes, lengthBytes, scratch, 0, scratch.length / WORDS_PER_IOVEC);
+    if (written < 0) throw new Error("iovec scratch too small for this command");
     return written;
   }
 
-  /** Calls `visit(memoryOffset, length)` for each piece of [startBytes, startBytes + lengthBytes). */
-  #walk(startBytes: number, lengthBytes: number, visit: (offset: number, length: number) => void): void {
-    let skip = startBytes;
+  /**
+   * Like buildIovecs, into `words` from word `wordOffset` on, at most `countMax` iovecs; returns
+   * how many, or -1 when the range needs more (the caller then moves it another way).
+   */
+  buildIovecsAt(startBytes: number, lengthBytes: number, words: Uint32Array, wordOffset: number, countMax: number): number {
+    let written = 0;
+    let index = this.#seek(startBytes);
+    let skip = this.#seekSkip;
     let remaining = Math.min(lengthBytes, Math.max(0, this.totalBytes - startBytes));
-    for (let index = 0; index < this.count && remaining > 0; index += 1) {
-      const segmentLength = this.#lengths[index]!;
-      if (skip >= segmentLength) {
-        skip -= segmentLength;
-        continue;
-      }
-      const length = Math.min(segmentLength - skip, remaining);
-      visit(this.#offsets[index]! + skip, length);
+    for (; index < this.count && remaining > 0; index += 1) {
+      if (written === countMax) return -1;
+      const length = Math.min(this.#lengths[index]! - skip, remaining);
+      const address = this.baseAddress + this.#offsets[index]! + skip;
+      const slot = wordOffset + written * WORDS_PER_IOVEC;
+      words[slot] = address % U32_SPAN;
+      words[slot + 1] = Math.floor(address / U32_SPAN);
+      words[slot + 2] = length % U32_SPAN;
+      words[slot + 3] = Math.floor(length / U32_SPAN);
+      written += 1;
       remaining -= length;
       skip = 0;
     }
+    return written;
+  }
+
+  /**
+   * The index of the segment holding byte `startBytes` of the list; the bytes to pass over in
+   * it are left in #seekSkip (a field, so the walkers above need no closure or tuple).
+   */
+  #seek(startBytes: number): number {
+    let skip = startBytes;
+    let index = 0;
+    while (index < this.count && skip >= this.#lengths[index]!) {
+      skip -= this.#lengths[index]!;
+      index += 1;
+    }
+    this.#seekSkip = skip;
+    return index;
   }
 
   #grow(): void {

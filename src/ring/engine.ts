@@ -31,11 +31,18 @@ export interface RingEngineOptions {
   slotCount?: number;
   /** Entries handled per wake-up before yielding to the event loop. */
   entriesPerBatchMax?: number;
+  /**
+   * Data bytes (Data-Out + Data-In) of the commands in flight at most; a command that would pass
+   * it waits in the ring until others complete. One command alone may always run.
+   */
+  inFlightBytesMax?: number;
   logger?: RingLogger;
 }
 
 export const SLOT_COUNT_DEFAULT = 256;
 export const ENTRIES_PER_BATCH_MAX_DEFAULT = 512;
+/** Bounds what a device keeps busy (backstore work, qcow2 buffers), not the data area itself. */
+export const IN_FLIGHT_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
 const CMD_ID_COUNT = 0x10000;
 /** Offsets above 2^53 cannot be numbers; the kernel never writes them, a corrupt ring might. */
 const HIGH_WORD_MAX = 0x1f_ffff;
@@ -49,6 +56,8 @@ export interface RingCounters {
   malformedEntries: number;
   doorbells: number;
   batches: number;
+  /** Times the ring had work but the in-flight bounds (slots or bytes) made it wait. */
+  throttled: number;
 }
 
 export class RingEngine {
@@ -65,9 +74,17 @@ export class RingEngine {
     malformedEntries: 0,
     doorbells: 0,
     batches: 0,
+    throttled: 0,
   };
   /** Set when the ring itself is corrupt; nothing more is read until the device is reset. */
   broken = false;
+  /**
+   * Called when completions freed room and entries are still waiting. RingDriver points this at
+   * its kick (so batches stay paced); without a driver the ring is processed right away.
+   */
+  onPendingWork: () => void = () => {
+    this.processRing();
+  };
 
   readonly #memory: Uint8Array;
   readonly #view: DataView;
@@ -78,8 +95,15 @@ export class RingEngine {
   readonly #entriesPerBatchMax: number;
   readonly #outOfOrder: boolean;
   readonly #readLenSupported: boolean;
+  readonly #inFlightBytesMax: number;
+  #inFlightBytes = 0;
 
   readonly #slots: ScsiCommand[];
+  /** Per slot, made once: what a command's promise settles into (no closure per command). */
+  readonly #onSettled: (() => void)[];
+  readonly #onFailed: ((error: unknown) => void)[];
+  /** Data bytes each slot's command counts against inFlightBytesMax. */
+  readonly #slotBytes: Float64Array;
   readonly #freeSlots: Int32Array;
   #freeSlotCount: number;
   readonly #inFlightById: (ScsiCommand | undefined)[] = new Array(CMD_ID_COUNT);
@@ -103,6 +127,7 @@ export class RingEngine {
     this.#doorbell = doorbell;
     this.#logger = options.logger ?? { warn: () => {}, error: () => {} };
     this.#entriesPerBatchMax = options.entriesPerBatchMax ?? ENTRIES_PER_BATCH_MAX_DEFAULT;
+    this.#inFlightBytesMax = options.inFlightBytesMax ?? IN_FLIGHT_BYTES_MAX_DEFAULT;
 
     const version = this.#view.getUint16(uapi.MAILBOX_VERSION_OFFSET, true);
     if (version !== uapi.TCMU_MAILBOX_VERSION) {
@@ -127,9 +152,16 @@ export class RingEngine {
     for (let index = 0; index < slotCount; index += 1) this.#freeSlots[index] = slotCount - 1 - index;
     this.#freeSlotCount = slotCount;
     this.#completedQueue = new Int32Array(slotCount);
+    this.#slotBytes = new Float64Array(slotCount);
+    this.#onSettled = this.#slots.map((command) => () => this.#complete(command));
+    this.#onFailed = this.#slots.map((command) => (error: unknown) => {
+      this.#failFromException(command, error);
+      this.#complete(command);
+    });
 
-    // A predecessor may have died with commands posted: they sit between cmd_tail and cmd_head
-    // and are served like new ones.
+    // Whatever lies between cmd_tail and cmd_head is served. serve resets a ring that a dead
+    // predecessor left commands in before building the engine (src/serve/ring-recovery.ts says
+    // why those entries cannot be trusted), so what is found here was posted after the reset.
     this.#tailCursor = this.#loadTail();
     this.#readCursor = this.#tailCursor;
     if (this.#tailCursor % uapi.TCMU_OP_ALIGN_SIZE !== 0 || this.#tailCursor >= this.cmdrSizeBytes) {
@@ -143,6 +175,11 @@ export class RingEngine {
 
   get inFlightCount(): number {
     return this.#slots.length - this.#freeSlotCount;
+  }
+
+  /** Data bytes of the commands in flight (counted against inFlightBytesMax). */
+  get inFlightBytes(): number {
+    return this.#inFlightBytes;
   }
 
   /** Bytes of the ring between cmd_tail and cmd_head: posted and not yet completed. */
@@ -192,7 +229,10 @@ export class RingEngine {
     if (!this.#entryLengthIsSane(lengthBytes, op, head)) return false;
 
     if (op === uapi.TCMU_OP_CMD) {
-      if (this.#freeSlotCount === 0) return false;
+      if (this.#freeSlotCount === 0 || !this.#bytesAllowed(entryOffset, lengthBytes)) {
+        this.counters.throttled += 1;
+        return false;
+      }
       this.#dispatch(entryOffset, lengthBytes);
     } else if (op === uapi.TCMU_OP_PAD) {
       this.counters.padEntries += 1;
@@ -223,12 +263,29 @@ export class RingEngine {
     return false;
   }
 
+  /**
+   * Whether the entry's data fits under inFlightBytesMax beside what is in flight. The iovec
+   * lengths are summed straight from the entry; a malformed one is let through to be failed.
+   */
+  #bytesAllowed(entryOffset: number, lengthBytes: number): boolean {
+    if (this.#inFlightBytes === 0) return true;
+    const view = this.#view;
+    const iovTotal = view.getUint32(entryOffset + uapi.REQ_IOV_CNT_OFFSET, true) + view.getUint32(entryOffset + uapi.REQ_IOV_BIDI_CNT_OFFSET, true);
+    if (uapi.REQ_IOV_OFFSET + uapi.IOVEC_SIZE * iovTotal > lengthBytes) return true;
+    let bytes = 0;
+    for (let index = 0; index < iovTotal; index += 1) bytes += this.#readOffset(entryOffset + uapi.REQ_IOV_OFFSET + uapi.IOVEC_SIZE * index + 8);
+    return this.#inFlightBytes + bytes <= this.#inFlightBytesMax;
+  }
+
   #dispatch(entryOffset: number, lengthBytes: number): void {
     const command = this.#slots[this.#freeSlots[--this.#freeSlotCount]!]!;
     command.reset();
     command.cmdId = this.#view.getUint16(entryOffset + uapi.HDR_CMD_ID_OFFSET, true);
     this.counters.commands += 1;
     const problem = this.#copyRequest(entryOffset, lengthBytes, command);
+    const bytes = command.data.totalBytes + command.bidiData.totalBytes;
+    this.#slotBytes[command.slotIndex] = bytes;
+    this.#inFlightBytes += bytes;
     if (this.#inFlightById[command.cmdId] !== undefined) {
       this.#logger.warn(`cmd_id ${command.cmdId} posted twice while in flight`);
     }
@@ -249,17 +306,8 @@ export class RingEngine {
       this.#complete(command);
       return;
     }
-    if (result === undefined) {
-      this.#complete(command);
-    } else {
-      result.then(
-        () => this.#complete(command),
-        (error: unknown) => {
-          this.#failFromException(command, error);
-          this.#complete(command);
-        },
-      );
-    }
+    if (result === undefined) this.#complete(command);
+    else result.then(this.#onSettled[command.slotIndex], this.#onFailed[command.slotIndex]);
   }
 
   /** Copies CDB and iovecs out of the entry; returns why the entry is unusable, if it is. */
@@ -346,7 +394,7 @@ export class RingEngine {
       queueMicrotask(() => {
         this.#flushScheduled = false;
         this.#writeCompletions();
-        if (this.hasPendingEntries) this.processRing();
+        if (this.hasPendingEntries) this.onPendingWork();
       });
     }
   }
@@ -427,6 +475,8 @@ export class RingEngine {
 
   #release(command: ScsiCommand): void {
     if (this.#inFlightById[command.cmdId] === command) this.#inFlightById[command.cmdId] = undefined;
+    this.#inFlightBytes -= this.#slotBytes[command.slotIndex]!;
+    this.#slotBytes[command.slotIndex] = 0;
     this.#freeSlots[this.#freeSlotCount++] = command.slotIndex;
   }
 

@@ -25,6 +25,12 @@ export interface SubmitOptions {
   dataOut?: Uint8Array;
   /** Bytes of Data-In the initiator expects. */
   dataInBytes?: number;
+  /**
+   * false: Data-In is left in the data area — the completion's dataIn and dataInBuffer are
+   * empty and the blocks are not pre-filled with stale bytes. For benchmarks and long runs
+   * that check status only: no per-command allocation or copy of the payload.
+   */
+  gatherDataIn?: boolean;
 }
 
 export interface Completion {
@@ -44,6 +50,7 @@ interface SimCommand {
   cdb: Uint8Array;
   dataOut: Uint8Array | undefined;
   dataInBytes: number;
+  gatherDataIn: boolean;
   blocks: number[];
   /** Data-In iovecs as [offset, length] pairs. */
   dataInSegments: [number, number][];
@@ -52,6 +59,14 @@ interface SimCommand {
 }
 
 const CMD_ID_MAX = 0xffff;
+const EMPTY = new Uint8Array(0);
+const U32_SPAN = 0x1_0000_0000;
+
+/** A u64 little-endian field from a number (< 2^53), without making a BigInt. */
+function setU64(view: DataView, at: number, value: number): void {
+  view.setUint32(at, value % U32_SPAN, true);
+  view.setUint32(at + 4, Math.floor(value / U32_SPAN), true);
+}
 
 export class KernelSim {
   readonly ring: RingMemory;
@@ -75,6 +90,8 @@ export class KernelSim {
   readonly #unknownEntries = new Set<number>();
   #lastCleaned = 0;
   #head = 0;
+  /** No data block below this index is free (a hint that keeps allocation from rescanning). */
+  #lowestFreeBlock = 0;
 
   constructor(options: KernelSimOptions = {}) {
     const ringAreaBytes = options.ringAreaBytes ?? 64 * 1024;
@@ -251,13 +268,16 @@ export class KernelSim {
     view.setUint32(entry + uapi.REQ_IOV_BIDI_CNT_OFFSET, bidi ? inSegments.length : 0, true);
     const baseSize = length - uapi.roundUp(cdbLength, uapi.TCMU_OP_ALIGN_SIZE);
     const cdbOffset = entry + baseSize;
-    view.setBigUint64(entry + uapi.REQ_CDB_OFF_OFFSET, BigInt(cdbOffset), true);
-    [...outSegments, ...inSegments].forEach(([offset, segmentLength], index) => {
-      const at = entry + uapi.REQ_IOV_OFFSET + uapi.IOVEC_SIZE * index;
-      view.setBigUint64(at, BigInt(offset), true);
-      view.setBigUint64(at + 8, BigInt(segmentLength), true);
-    });
-    memory.set(cdb.subarray(0, cdbLength), cdbOffset);
+    setU64(view, entry + uapi.REQ_CDB_OFF_OFFSET, cdbOffset);
+    let iovecAt = entry + uapi.REQ_IOV_OFFSET;
+    for (const segments of [outSegments, inSegments]) {
+      for (const [offset, segmentLength] of segments) {
+        setU64(view, iovecAt, offset);
+        setU64(view, iovecAt + 8, segmentLength);
+        iovecAt += uapi.IOVEC_SIZE;
+      }
+    }
+    memory.set(cdb.byteLength === cdbLength ? cdb : cdb.subarray(0, cdbLength), cdbOffset);
 
     // Data-Out is scattered into the blocks; Data-In blocks keep whatever was there before.
     let copied = 0;
@@ -265,7 +285,8 @@ export class KernelSim {
       memory.set(dataOut!.subarray(copied, copied + segmentLength), offset);
       copied += segmentLength;
     }
-    for (const [offset, segmentLength] of inSegments) memory.fill(SIM_STALE_BYTE, offset, offset + segmentLength);
+    const gatherDataIn = options.gatherDataIn ?? true;
+    if (gatherDataIn) for (const [offset, segmentLength] of inSegments) memory.fill(SIM_STALE_BYTE, offset, offset + segmentLength);
 
     edit?.(entry, view);
     this.#inFlight.set(cmdId, {
@@ -273,6 +294,7 @@ export class KernelSim {
       cdb: cdb.slice(0, cdbLength),
       dataOut,
       dataInBytes,
+      gatherDataIn,
       blocks,
       dataInSegments: inSegments,
       resolve,
@@ -317,23 +339,25 @@ export class KernelSim {
     let status = view.getUint8(entry + uapi.RSP_SCSI_STATUS_OFFSET);
     const readLength = view.getUint32(entry + uapi.RSP_READ_LEN_OFFSET, true);
     const memory = this.ring.memory;
-    const dataInBuffer = new Uint8Array(command.dataInBytes);
+    const dataInBuffer = command.gatherDataIn ? new Uint8Array(command.dataInBytes) : EMPTY;
     let gathered = 0;
-    for (const [offset, length] of command.dataInSegments) {
-      dataInBuffer.set(memory.subarray(offset, offset + length), gathered);
-      gathered += length;
+    if (command.gatherDataIn) {
+      for (const [offset, length] of command.dataInSegments) {
+        dataInBuffer.set(memory.subarray(offset, offset + length), gathered);
+        gathered += length;
+      }
     }
-    let sense = new Uint8Array(0);
+    let sense = EMPTY;
     let dataIn = dataInBuffer;
     const readLengthValid = (uflags & uapi.TCMU_UFLAG_READ_LEN) !== 0 && readLength !== 0 && command.dataInBytes > 0;
     if ((uflags & uapi.TCMU_UFLAG_UNKNOWN_OP) !== 0) {
       status = 0x02;
-      dataIn = new Uint8Array(0);
+      dataIn = EMPTY;
     } else {
       if (readLengthValid && readLength < dataIn.byteLength) dataIn = dataIn.slice(0, readLength);
       if (status === 0x02) {
         sense = memory.slice(entry + uapi.RSP_SENSE_BUFFER_OFFSET, entry + uapi.RSP_SENSE_BUFFER_OFFSET + uapi.TCMU_SENSE_BUFFERSIZE);
-        if (!readLengthValid) dataIn = new Uint8Array(0);
+        if (!readLengthValid) dataIn = EMPTY;
       }
     }
     this.#freeBlocks(command.blocks);
@@ -343,16 +367,23 @@ export class KernelSim {
 
   #allocateBlocks(count: number): number[] | undefined {
     const blocks: number[] = [];
-    for (let index = 0; index < this.#dataBlockCount && blocks.length < count; index += 1) {
+    let index = this.#lowestFreeBlock;
+    while (index < this.#dataBlockCount && this.#blockInUse[index] !== 0) index += 1;
+    this.#lowestFreeBlock = index;
+    for (; index < this.#dataBlockCount && blocks.length < count; index += 1) {
       if (this.#blockInUse[index] === 0) blocks.push(index);
     }
     if (blocks.length < count) return undefined;
     for (const block of blocks) this.#blockInUse[block] = 1;
+    if (count > 0) this.#lowestFreeBlock = blocks[0]! === this.#lowestFreeBlock ? this.#lowestFreeBlock + 1 : this.#lowestFreeBlock;
     return blocks;
   }
 
   #freeBlocks(blocks: number[]): void {
-    for (const block of blocks) this.#blockInUse[block] = 0;
+    for (const block of blocks) {
+      this.#blockInUse[block] = 0;
+      if (block < this.#lowestFreeBlock) this.#lowestFreeBlock = block;
+    }
   }
 
   /** One iovec per run of consecutive blocks, the last cut to the transfer length. */
@@ -370,6 +401,7 @@ export class KernelSim {
     return segments;
   }
 
+  /** The lowest free id, as the kernel's idr_alloc(…, 1, USHRT_MAX) gives: ids are reused at once. */
   #allocateCmdId(): number | undefined {
     for (let id = 1; id <= CMD_ID_MAX; id += 1) if (!this.#inFlight.has(id)) return id;
     return undefined;

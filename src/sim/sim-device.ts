@@ -37,7 +37,9 @@ export class SimDevice {
       ...options.scsi,
     });
     this.engine = new RingEngine(this.sim.ring, this.sim.doorbell, this.scsi, options.engine);
-    this.driver = new RingDriver(this.engine);
+    // No busy-polling: the simulated initiator runs on this same thread, so a window could
+    // never catch a command, only delay the next one.
+    this.driver = new RingDriver(this.engine, { pollWindowMaxUs: 0 });
     this.sim.onInterrupt = this.driver.kick;
   }
 

@@ -1,8 +1,15 @@
-// The main thread's side of a wait worker: calls `onWake` after each interrupt without ever
-// blocking the event loop, and stops the worker through its eventfd.
+// Calls `onWake` after each interrupt without ever blocking the event loop. A UIO device (a
+// character device) is waited for with SIGIO on the event loop's own thread (signal-waiter.ts):
+// one wake-up per interrupt instead of two. Anything else (an eventfd in tests, the io_uring
+// completion eventfd), or a device that refuses O_ASYNC, gets the wait worker: a thread blocked
+// in epoll that wakes the main thread through Atomics.notify, stopped through its eventfd.
 import * as libc from "../libc/libc.ts";
 import { UIO_WAIT_WORKER_URL } from "../worker-urls.ts";
+import { isCharacterDevice, SignalWaiter } from "./signal-waiter.ts";
 import { WAIT_COUNTER_INDEX, WAIT_STATE_GONE, WAIT_STATE_INDEX, type WaitWorkerStart } from "./wait-protocol.ts";
+
+/** TCMU_APPLIANCE_UIO_WAIT=thread keeps the wait worker even for UIO devices (comparison, fallback). */
+export const UIO_WAIT_ENVIRONMENT = "TCMU_APPLIANCE_UIO_WAIT";
 
 export interface WaiterOptions {
   /** The descriptor to wait on: /dev/uioN, or an eventfd in tests. */
@@ -11,9 +18,29 @@ export interface WaiterOptions {
   onWake: () => void;
   /** The device vanished (reads fail) or the worker died: called once, the waiter has stopped. */
   onGone: (reason: string) => void;
+  /** Wait with SIGIO (default: for character devices, unless UIO_WAIT_ENVIRONMENT says thread). */
+  signal?: boolean;
 }
 
 export class Waiter {
+  /** "signal": SIGIO on the event loop's thread; "thread": the wait worker. */
+  readonly mode: "signal" | "thread";
+  readonly #impl: SignalWaiter | ThreadWaiter;
+
+  constructor(options: WaiterOptions) {
+    const signal = options.signal ?? (process.env[UIO_WAIT_ENVIRONMENT] !== "thread" && isCharacterDevice(options.fd));
+    const signalWaiter = signal ? SignalWaiter.start(options) : undefined;
+    this.mode = signalWaiter === undefined ? "thread" : "signal";
+    this.#impl = signalWaiter ?? new ThreadWaiter(options);
+  }
+
+  /** Stops waiting; with the worker, waits for it to leave its epoll_wait. */
+  stop(): Promise<void> {
+    return this.#impl.stop();
+  }
+}
+
+class ThreadWaiter {
   readonly #options: WaiterOptions;
   readonly #worker: Worker;
   readonly #stopFd: number;

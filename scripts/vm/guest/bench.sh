@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# Side-by-side fio benchmark through tcm_loop, one target after another in this one VM:
+#   rd      kernel ramdisk (rd_mcp)
+#   fileio  kernel target_core_file over an image file (buffered, write cache on)
+#   runner  tcmu-runner's qcow handler over a raw image file (Debian package)
+#   ram     our RAM backstore
+#   file    our file backstore over an image file
+# Images live on one ext4 file system (a loop device over a /dev/shm file), so the file targets
+# share a file system and its page cache. Every device gets write-back caching (WCE=1: no
+# device flushes; fio --direct=1 never asks for one) and user backstores hw_max_sectors=2048
+# (1 MiB commands, like the kernel backstores) and a 64 MiB data area.
+#
+# Results go to $VM_OUT (results.tsv, rss.tsv, appliance.log, profile-*.txt); the host side
+# (scripts/bench-vm.sh) prints the table. Env: BENCH_RUNTIME_S (per job, default 12),
+# BENCH_TARGETS (default "rd fileio runner ram file"), BENCH_JOBS (job names, default all),
+# BENCH_PROFILE=1 (perf profiles of our process at the end).
+set -u
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+RUNTIME_S=${BENCH_RUNTIME_S:-12}
+TARGETS=${BENCH_TARGETS:-rd fileio runner ram file}
+OUT=${VM_OUT:-$VM_SCRATCH/out}
+REGION=256M
+SIZE=$((256 * 1024 * 1024))
+FS_IMAGE=/dev/shm/bench-fs.img
+FS_BYTES=$((1024 * 1024 * 1024))
+IMAGES=$VM_SCRATCH/images
+USER_TOKENS=(hw_max_sectors=2048 max_data_area_mb=64)
+RUNNER_PID=
+LOOP_DEV=
+RSS_PID=
+mkdir -p "$OUT" "$IMAGES"
+: >"$OUT/results.tsv"
+: >"$OUT/rss.tsv"
+
+# name rw bs iodepth
+JOBS=(
+	"randread-4k-qd1 randread 4k 1"
+	"randread-4k-qd32 randread 4k 32"
+	"randwrite-4k-qd1 randwrite 4k 1"
+	"randwrite-4k-qd32 randwrite 4k 32"
+	"read-1m-qd8 read 1m 8"
+	"write-1m-qd8 write 1m 8"
+)
+
+cleanup() {
+	[ -n "$RSS_PID" ] && kill "$RSS_PID" 2>/dev/null
+	[ -n "$APPLIANCE_PID" ] && kill -KILL "$APPLIANCE_PID" 2>/dev/null
+	[ -n "$RUNNER_PID" ] && kill -KILL "$RUNNER_PID" 2>/dev/null
+	teardown_target
+	mountpoint -q "$IMAGES" && umount "$IMAGES"
+	[ -n "$LOOP_DEV" ] && losetup -d "$LOOP_DEV" 2>/dev/null
+	[ -f "$APPLIANCE_LOG" ] && cp "$APPLIANCE_LOG" "$OUT/appliance.log"
+	return 0
+}
+trap cleanup EXIT
+
+# --- helpers -----------------------------------------------------------------------------------
+# fio_job TARGET DEV NAME RW BS QD: one timed job; appends TARGET NAME IOPS BW_BYTES P50_US P99_US.
+fio_job() {
+	local target=$1 dev=$2 name=$3 rw=$4 bs=$5 qd=$6 json dir
+	json=$OUT/fio-$target-$name.json
+	fio --name="$name" --filename="$dev" --direct=1 --ioengine=libaio --iodepth="$qd" --rw="$rw" --bs="$bs" \
+		--size=$REGION --runtime="$RUNTIME_S" --time_based --ramp_time=1 --randrepeat=0 --norandommap \
+		--output-format=json >"$json" 2>"$json.err"
+	case $rw in *read) dir=read ;; *) dir=write ;; esac
+	if ! jq -e ".jobs[0].$dir.iops" "$json" >/dev/null 2>&1; then
+		fail "$target-$name" "fio failed: $(tail -n 3 "$json.err" | tr '\n' ' ')"
+		return 1
+	fi
+	jq -r --arg t "$target" --arg n "$name" \
+		".jobs[0].$dir | [\$t, \$n, (.iops|floor), .bw_bytes, (.clat_ns.percentile[\"50.000000\"]/1000|floor), (.clat_ns.percentile[\"99.000000\"]/1000|floor)] | @tsv" \
+		"$json" >>"$OUT/results.tsv"
+	pass "$target-$name: $(tail -n 1 "$OUT/results.tsv" | cut -f3) IOPS"
+}
+
+# bench_device TARGET DEV: fills the region (so reads move data), then runs every job.
+bench_device() {
+	local target=$1 dev=$2 job name
+	fio --name=fill --filename="$dev" --direct=1 --ioengine=libaio --iodepth=8 --rw=write --bs=1m --size=$REGION \
+		--output-format=terse >/dev/null 2>&1 || diag "$target: prefill failed"
+	for job in "${JOBS[@]}"; do
+		# shellcheck disable=SC2086
+		set -- $job
+		name=$1
+		if [ -n "${BENCH_JOBS:-}" ] && ! grep -qw -- "$name" <<<"$BENCH_JOBS"; then continue; fi
+		fio_job "$target" "$dev" "$@"
+	done
+}
+
+# create_user_device NAME DEV_CONFIG: a user backstore with write-back caching and the tokens above.
+create_user_device() {
+	local dir=$TARGET_CFG/core/$USER_HBA/$1 ctl tok
+	mkdir -p "$dir" || return 1
+	ctl="dev_config=$2,dev_size=$SIZE"
+	for tok in "${USER_TOKENS[@]}"; do ctl="$ctl,$tok"; done
+	_cfg_write "$dir/control" "$ctl" || return 1
+	_cfg_write "$dir/attrib/emulate_write_cache" 1 || return 1
+	_cfg_write "$dir/enable" 1
+}
+
+# with_export NAME TARGET: exports backstore NAME, benchmarks it as TARGET, removes the export.
+with_export() {
+	local dev
+	if ! dev=$(export_tcm_loop "$1"); then
+		fail "$2-export" "no tcm_loop disk for $1"
+		return 1
+	fi
+	diag "$2: $dev ($(cat "/sys/block/${dev#/dev/}/queue/max_sectors_kb") KiB max I/O)"
+	bench_device "$2" "$dev"
+	unexport_tcm_loop "$1"
+}
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+
+# sample_rss PID FILE: writes the largest VmRSS seen to FILE until killed.
+sample_rss() {
+	local max=0 now
+	while :; do
+		now=$(rss_kib "$1") || break
+		[ -n "$now" ] && [ "$now" -gt "$max" ] && max=$now && echo "$max" >"$2"
+		sleep 0.5
+	done
+}
+
+# --- the shared file system --------------------------------------------------------------------
+truncate -s $FS_BYTES "$FS_IMAGE"
+LOOP_DEV=$(losetup -f --show "$FS_IMAGE") || { fail fs "no loop device"; finish; }
+mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$LOOP_DEV" && mount "$LOOP_DEV" "$IMAGES" || { fail fs "no ext4 on $LOOP_DEV"; finish; }
+diag "kernel $(uname -r), $(nproc) cpus, images on ext4 over $LOOP_DEV, ${RUNTIME_S}s per job, region $REGION"
+
+# --- kernel backstores ---------------------------------------------------------------------------
+if grep -qw rd <<<"$TARGETS"; then
+	create_rd_backstore bench_rd $SIZE && with_export bench_rd rd
+	remove_backstore bench_rd
+fi
+
+if grep -qw fileio <<<"$TARGETS"; then
+	dir=$TARGET_CFG/core/fileio_1/bench_fileio
+	mkdir -p "$dir" && _cfg_write "$dir/control" "fd_dev_name=$IMAGES/fileio.img,fd_dev_size=$SIZE,fd_buffered_io=1" &&
+		_cfg_write "$dir/enable" 1 && with_export bench_fileio fileio
+	remove_backstore bench_fileio
+	rm -f "$IMAGES/fileio.img"
+fi
+
+# --- tcmu-runner ---------------------------------------------------------------------------------
+if grep -qw runner <<<"$TARGETS"; then
+	if command -v tcmu-runner >/dev/null; then
+		mkdir -p "$VM_SCRATCH/runner-log"
+		truncate -s $SIZE "$IMAGES/runner.img"
+		tcmu-runner --handler-path /usr/lib/x86_64-linux-gnu/tcmu-runner -l "$VM_SCRATCH/runner-log" >"$VM_SCRATCH/runner.out" 2>&1 &
+		RUNNER_PID=$!
+		sleep 2
+		if ! _alive "$RUNNER_PID"; then
+			fail runner-start "tcmu-runner exited: $(tail -n 3 "$VM_SCRATCH/runner.out" | tr '\n' ' ')"
+		elif create_user_device bench_runner "qcow/$IMAGES/runner.img" && user_backstore_uio bench_runner >/dev/null; then
+			sleep 1
+			with_export bench_runner runner
+			echo -e "runner\tloaded\t$(rss_kib "$RUNNER_PID")" >>"$OUT/rss.tsv"
+		else
+			fail runner-create "tcmu-runner device: $(tail -n 5 "$VM_SCRATCH/runner.out" | tr '\n' ' ')"
+		fi
+		# Stopped before its device goes: removing a device its handler still holds waits for
+		# a netlink reply that tcmu-runner (without a system bus here) never sends.
+		kill -TERM "$RUNNER_PID" 2>/dev/null
+		wait "$RUNNER_PID" 2>/dev/null
+		RUNNER_PID=
+		remove_user_backstore bench_runner
+		cp "$VM_SCRATCH/runner.out" "$OUT/runner.out" 2>/dev/null
+		cat "$VM_SCRATCH/runner-log/"* >"$OUT/runner.log" 2>/dev/null
+		rm -f "$IMAGES/runner.img"
+	else
+		skip runner "tcmu-runner is not installed (apt-get install tcmu-runner)"
+	fi
+fi
+
+# --- ours ----------------------------------------------------------------------------------------
+if grep -qwE 'ram|file' <<<"$TARGETS"; then
+	# Created before serve starts, which finds and attaches them on its first scan.
+	grep -qw ram <<<"$TARGETS" && create_user_device bench_ram appliance/ram/benchram
+	grep -qw file <<<"$TARGETS" && create_user_device bench_file "appliance/file/$IMAGES/ours.img"
+	start_appliance --allow-root "$IMAGES" || { fail start "appliance did not start"; finish; }
+	grep -qw ram <<<"$TARGETS" && { wait_for_log 'attached uio[0-9]+ bench_ram' 90 || fail attach-ram "no attach line"; }
+	grep -qw file <<<"$TARGETS" && { wait_for_log 'attached uio[0-9]+ bench_file' 90 || fail attach-file "no attach line"; }
+	diag "ours: $(grep -oE 'attached uio[0-9]+ bench_[a-z]+.*' "$APPLIANCE_LOG" | tr '\n' ';')"
+	sleep 2
+	echo -e "ours\tidle\t$(rss_kib "$APPLIANCE_PID")" >>"$OUT/rss.tsv"
+	sample_rss "$APPLIANCE_PID" "$VM_SCRATCH/rss-max" &
+	RSS_PID=$!
+	grep -qw ram <<<"$TARGETS" && with_export bench_ram ram
+	grep -qw file <<<"$TARGETS" && with_export bench_file file
+	kill "$RSS_PID" 2>/dev/null
+	RSS_PID=
+	echo -e "ours\tloaded\t$(cat "$VM_SCRATCH/rss-max" 2>/dev/null)" >>"$OUT/rss.tsv"
+	if [ -n "${BENCH_PROFILE:-}" ]; then . "$(dirname "${BASH_SOURCE[0]}")/bench-profile.sh"; fi
+	stop_appliance || diag "appliance exited with status $?"
+fi
+
+finish

@@ -10,6 +10,7 @@ import * as libc from "../../src/libc/libc.ts";
 import type { DataSegments } from "../../src/ring/data-segments.ts";
 import { BackstoreError, type Backstore, type BackstoreCapabilities, type IoResult, type LbaStatusExtent } from "../types.ts";
 import type { AsyncFileIo, SyncRedo } from "./async-file-io.ts";
+import { preadvNowait } from "./nowait-read.ts";
 import { StallGuard } from "./stall-guard.ts";
 import { BLKDISCARD, BLKZEROOUT } from "./block-device.ts";
 import { lbaStatusBySeek } from "./seek-status.ts";
@@ -62,6 +63,8 @@ export interface FileBackstoreOptions {
   inlineWrites?: boolean;
   /** The file is in memory: durability costs nothing, flushes stay inline. */
   inlineDurable?: boolean;
+  /** Reads try preadv2(RWF_NOWAIT) inline first (nowait-read.ts); misses go to asyncIo. */
+  nowaitReads?: boolean;
 }
 
 export class FileBackstore implements Backstore {
@@ -85,6 +88,7 @@ export class FileBackstore implements Backstore {
   readonly #inlineBytesMax: number;
   readonly #inlineDurable: boolean;
   readonly #inlineWriteBytesMax: number;
+  #nowaitReads: boolean;
   readonly #writeStalls = new StallGuard();
   /** How the async path redoes a failed request synchronously (never allocated per request). */
   readonly #redo: SyncRedo = {
@@ -104,6 +108,7 @@ export class FileBackstore implements Backstore {
     this.#asyncIo = options.asyncIo;
     this.#inlineBytesMax = options.asyncIo === undefined ? Number.POSITIVE_INFINITY : (options.inlineBytesMax ?? 0);
     this.#inlineDurable = options.inlineDurable ?? false;
+    this.#nowaitReads = (options.nowaitReads ?? false) && file.directFd < 0;
     this.#inlineWriteBytesMax = options.inlineWrites === true ? Number.POSITIVE_INFINITY : this.#inlineBytesMax;
     const flags = [file.readOnly ? ";ro" : "", file.directFd >= 0 ? ";direct" : "", file.sync ? ";sync" : ""].join("");
     this.description = `file ${file.path}${flags}`;
@@ -124,6 +129,7 @@ export class FileBackstore implements Backstore {
     this.#checkOpen();
     const io = this.#asyncIo;
     if (io === undefined || lengthBytes <= this.#inlineBytesMax) return this.#readSync(offsetBytes, lengthBytes, target, targetStartBytes);
+    if (this.#nowaitReads && this.#readCached(offsetBytes, lengthBytes, target, targetStartBytes)) return;
     const token = io.begin(target, targetStartBytes, lengthBytes);
     if (token === -1) return io.whenTokenFree().then(() => this.read(offsetBytes, lengthBytes, target, targetStartBytes));
     if (token === -2) return this.#readSync(offsetBytes, lengthBytes, target, targetStartBytes);
@@ -135,10 +141,11 @@ export class FileBackstore implements Backstore {
     const io = this.#asyncIo;
     if (io === undefined) return this.#writeSync(offsetBytes, lengthBytes, source, sourceStartBytes, durable);
     const inline = lengthBytes <= this.#inlineWriteBytesMax && (!durable || this.#inlineDurable) && this.#file.directFd < 0 && !this.#file.sync;
-    const startedMs = inline ? performance.now() : 0;
-    if (inline && this.#writeStalls.allowsInline(startedMs)) {
+    if (inline && this.#writeStalls.allowsInline()) {
+      if (!this.#writeStalls.sampled()) return this.#writeSync(offsetBytes, lengthBytes, source, sourceStartBytes, durable);
+      const startedMs = performance.now();
       this.#writeSync(offsetBytes, lengthBytes, source, sourceStartBytes, durable);
-      this.#writeStalls.record(lengthBytes, startedMs, performance.now());
+      this.#writeStalls.record(lengthBytes, performance.now() - startedMs);
       return;
     }
     const token = io.begin(source, sourceStartBytes, lengthBytes);
@@ -156,6 +163,17 @@ export class FileBackstore implements Backstore {
     const io = this.#asyncIo;
     if (io === undefined || this.#inlineDurable) return this.#datasync(0);
     return io.flush(this.#redo, this.#file.fd) ?? io.whenTokenFree().then(() => this.flush());
+  }
+
+  /** One non-blocking read of the whole range: true when the page cache had all of it. */
+  #readCached(offsetBytes: number, lengthBytes: number, target: DataSegments, targetStartBytes: number): boolean {
+    const transfer = this.#transfer;
+    transfer.load(target, targetStartBytes, lengthBytes);
+    const iovecs = transfer.iovecs;
+    const result = preadvNowait(this.#file.fd, iovecs.batchWords, iovecs.batchCount, offsetBytes);
+    if (result === -EOPNOTSUPP) this.#nowaitReads = false;
+    // A short count (part cached, or the end of a truncated file) goes the long way for all of it.
+    return result === lengthBytes;
   }
 
   #readSync(offsetBytes: number, lengthBytes: number, target: DataSegments, targetStartBytes: number): void {

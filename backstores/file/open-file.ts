@@ -84,15 +84,16 @@ export function openFileBackstore(path: string, options: FileBackstoreOpenOption
 }
 
 /**
- * Where each transfer runs. A file in memory (tmpfs): small copies inline, big ones async so
- * they overlap other work. Elsewhere: reads async (io_uring completes page-cache hits inline
- * anyway and only punts misses), buffered writes inline until they stall (stall-guard.ts).
+ * Where each transfer runs. A file in memory (tmpfs): inline (file-io.ts says why). Elsewhere:
+ * reads try the page cache inline (RWF_NOWAIT) and go async on a miss, buffered writes run
+ * inline until they stall (stall-guard.ts), durable writes and flushes go async.
  */
 function ioPolicy(fd: number, blockDevice: boolean, mode: FileIoMode | undefined): Partial<FileBackstoreOptions> {
   const asyncIo = sharedFileIo(mode ?? "sync");
   if (asyncIo === undefined) return {};
   if (!blockDevice && isMemoryBacked(fd)) return { asyncIo, inlineBytesMax: memoryInlineBytesMax(), inlineDurable: true };
-  return { asyncIo, inlineBytesMax: 0, inlineWrites: true };
+  // "io_uring" and "threads" (tests, measurements) send every read to the engine they name.
+  return { asyncIo, inlineBytesMax: 0, inlineWrites: true, nowaitReads: mode === "auto" };
 }
 
 function openOrCreate(path: string, flags: number, readOnly: boolean): number {

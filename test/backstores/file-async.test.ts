@@ -153,17 +153,29 @@ describe("file store I/O policy", () => {
     await big;
   });
 
-  test("on a disk file system reads and durable writes go async, buffered writes run inline", async () => {
-    const store = openFileBackstore(image(), { sizeBytes: SIZE_BYTES, blockSizeBytes: BLOCK_BYTES, io: "auto" });
+  test("on a disk file system cached reads and buffered writes run inline, durable writes and flushes go async", async () => {
+    const path = image();
+    const store = openFileBackstore(path, { sizeBytes: SIZE_BYTES, blockSizeBytes: BLOCK_BYTES, io: "auto" });
     cleanups.push(() => store.close());
     const buffer = new MappedBuffer(8192);
     cleanups.push(() => buffer.release());
     const segments = buffer.segments(8192);
+    buffer.bytes.fill(0x3c);
     expect(store.write(0, 8192, segments, 0, false)).toBeUndefined();
-    for (const pending of [store.read(0, 8192, segments, 0), store.write(0, 8192, segments, 0, true), store.flush()]) {
+    buffer.bytes.fill(0);
+    expect(store.read(0, 8192, segments, 0)).toBeUndefined(); // in the page cache: RWF_NOWAIT
+    expect(buffer.bytes.every((byte) => byte === 0x3c)).toBe(true);
+    for (const pending of [store.write(0, 8192, segments, 0, true), store.flush()]) {
       expect(pending).toBeInstanceOf(Promise);
       await pending;
     }
+    // Past the end of a truncated image the cache cannot answer: the engine reads, zeros follow.
+    truncateSync(path, 4096);
+    buffer.bytes.fill(0xa5);
+    const tail = store.read(0, 8192, segments, 0);
+    expect(tail).toBeInstanceOf(Promise);
+    await tail;
+    expect(buffer.bytes.subarray(4096).every((byte) => byte === 0)).toBe(true);
   });
 
   test(`${FILE_IO_ENVIRONMENT} overrides auto, and only auto`, () => {

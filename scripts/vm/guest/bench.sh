@@ -160,12 +160,11 @@ if grep -qw runner <<<"$TARGETS"; then
 		else
 			fail runner-create "tcmu-runner device: $(tail -n 5 "$VM_SCRATCH/runner.out" | tr '\n' ' ')"
 		fi
-		# Stopped before its device goes: removing a device its handler still holds waits for
-		# a netlink reply that tcmu-runner (without a system bus here) never sends.
+		# Removed while tcmu-runner still runs: it turned netlink replies on, and answers the removal.
+		remove_user_backstore bench_runner
 		kill -TERM "$RUNNER_PID" 2>/dev/null
 		wait "$RUNNER_PID" 2>/dev/null
 		RUNNER_PID=
-		remove_user_backstore bench_runner
 		cp "$VM_SCRATCH/runner.out" "$OUT/runner.out" 2>/dev/null
 		cat "$VM_SCRATCH/runner-log/"* >"$OUT/runner.log" 2>/dev/null
 		rm -f "$IMAGES/runner.img"
@@ -176,10 +175,12 @@ fi
 
 # --- ours ----------------------------------------------------------------------------------------
 if grep -qwE 'ram|file' <<<"$TARGETS"; then
-	# Created before serve starts, which finds and attaches them on its first scan.
+	# Serve runs before the devices come and until they are gone: once tcmu-runner has turned
+	# on netlink replies (SET_FEATURES, kernel-wide), enable and rmdir of a user device wait for
+	# a handler's reply, and ours gives it.
+	start_appliance --allow-root "$IMAGES" || { fail start "appliance did not start"; finish; }
 	grep -qw ram <<<"$TARGETS" && create_user_device bench_ram appliance/ram/benchram
 	grep -qw file <<<"$TARGETS" && create_user_device bench_file "appliance/file/$IMAGES/ours.img"
-	start_appliance --allow-root "$IMAGES" || { fail start "appliance did not start"; finish; }
 	grep -qw ram <<<"$TARGETS" && { wait_for_log 'attached uio[0-9]+ bench_ram' 90 || fail attach-ram "no attach line"; }
 	grep -qw file <<<"$TARGETS" && { wait_for_log 'attached uio[0-9]+ bench_file' 90 || fail attach-file "no attach line"; }
 	diag "ours: $(grep -oE 'attached uio[0-9]+ bench_[a-z]+.*' "$APPLIANCE_LOG" | tr '\n' ';')"
@@ -193,6 +194,8 @@ if grep -qwE 'ram|file' <<<"$TARGETS"; then
 	RSS_PID=
 	echo -e "ours\tloaded\t$(cat "$VM_SCRATCH/rss-max" 2>/dev/null)" >>"$OUT/rss.tsv"
 	if [ -n "${BENCH_PROFILE:-}" ]; then . "$(dirname "${BASH_SOURCE[0]}")/bench-profile.sh"; fi
+	grep -qw ram <<<"$TARGETS" && remove_user_backstore bench_ram
+	grep -qw file <<<"$TARGETS" && remove_user_backstore bench_file
 	stop_appliance || diag "appliance exited with status $?"
 fi
 

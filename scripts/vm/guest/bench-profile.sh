@@ -4,7 +4,7 @@
 # system) and context switches over the job, from /proc; system-wide: perf's cpu-clock samples
 # by process, shared object and symbol (TCG has no hardware events; call graphs are left out,
 # they made perf too slow under emulation). Bun's JIT code shows as [JIT]; kernel and library
-# symbols are named. Output: $OUT/profile-<job>.txt.
+# symbols are named; strace counts system calls per command. Output: $OUT/profile-<job>.txt.
 
 # thread_times: "tid comm utime stime voluntary nonvoluntary" per thread of the appliance.
 thread_times() {
@@ -32,6 +32,21 @@ profile_job() {
 			{ user = $8 - $3; sys = $9 - $4; if (user + sys == 0 && $10 - $5 == 0) next
 			  printf "%-16s user %5d sys %5d  vcsw %6d nvcsw %6d  %7.1f µs/command\n", $2, user, sys, $10 - $5, $11 - $6, (user + sys) * 1e6 / hz / (ios > 0 ? ios : 1) }'
 	} >"$file" 2>&1
+	# System calls per command: strace slows the process many times over, so only the counts
+	# per command mean anything, not the rate.
+	if command -v strace >/dev/null; then
+		strace -c -f -p "$APPLIANCE_PID" -o "$VM_SCRATCH/strace-$name.txt" 2>/dev/null &
+		local tracer=$!
+		sleep 1
+		fio --name="$name-strace" --filename="$dev" --direct=1 --ioengine=libaio --iodepth="$qd" --rw="$rw" --bs="$bs" \
+			--size=$REGION --runtime=3 --time_based --output-format=json >"$VM_SCRATCH/strace.json" 2>/dev/null
+		kill -INT "$tracer" 2>/dev/null
+		wait "$tracer" 2>/dev/null
+		{
+			echo "## system calls of the appliance (strace -c -f) over a 3 s job of $(jq -r '(.jobs[0].read.total_ios + .jobs[0].write.total_ios)' "$VM_SCRATCH/strace.json") commands"
+			head -n 30 "$VM_SCRATCH/strace-$name.txt"
+		} >>"$file" 2>&1
+	fi
 	if timeout 120 perf record -F 199 -a -o "$VM_SCRATCH/perf-$name.data" -- \
 		fio --name="$name-perf" --filename="$dev" --direct=1 --ioengine=libaio --iodepth="$qd" --rw="$rw" --bs="$bs" \
 		--size=$REGION --runtime=4 --time_based --output-format=terse >/dev/null 2>&1; then

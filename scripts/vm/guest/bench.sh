@@ -30,6 +30,7 @@ RUNNER_PID=
 LOOP_DEV=
 RSS_PID=
 mkdir -p "$OUT" "$IMAGES"
+ip link set lo up 2>/dev/null # the metrics scrape at the end
 : >"$OUT/results.tsv"
 : >"$OUT/rss.tsv"
 
@@ -193,6 +194,7 @@ if grep -qwE 'ram|file' <<<"$TARGETS"; then
 	kill "$RSS_PID" 2>/dev/null
 	RSS_PID=
 	echo -e "ours\tloaded\t$(cat "$VM_SCRATCH/rss-max" 2>/dev/null)" >>"$OUT/rss.tsv"
+	curl -s --max-time 10 http://127.0.0.1:9540/metrics >"$OUT/metrics.txt" 2>/dev/null || diag "no metrics scrape"
 	if [ -n "${BENCH_PROFILE:-}" ]; then . "$(dirname "${BASH_SOURCE[0]}")/bench-profile.sh"; fi
 	grep -qw ram <<<"$TARGETS" && remove_user_backstore bench_ram
 	grep -qw file <<<"$TARGETS" && remove_user_backstore bench_file

@@ -77,7 +77,7 @@ export class DeviceMetrics {
   readonly commandsByStatus = new Float64Array(STATUS_LABELS.length);
   /** CHECK CONDITION replies by sense key (0..15). */
   readonly errorsBySenseKey = new Float64Array(SENSE_KEY_NAMES.length);
-  /** Latency histogram, one count per bucket plus +Inf at the end (not cumulative). */
+  /** Latency histogram of the timed commands, one count per bucket plus +Inf at the end (not cumulative). */
   readonly latencyBuckets = new Float64Array(LATENCY_BUCKETS_SECONDS.length + 1);
   latencySumSeconds = 0;
   bytesRead = 0;
@@ -89,7 +89,7 @@ export class DeviceMetrics {
     return STATUS_LABELS;
   }
 
-  /** Accounts one completed command; `latencySeconds` from dispatch to reply. */
+  /** Accounts one completed command; `latencySeconds` from dispatch to reply, NaN when not timed. */
   record(command: ScsiCommand, latencySeconds: number): void {
     const group = GROUP_OF_OPCODE[command.opcode]!;
     this.commandsByGroup[group]! += 1;
@@ -101,6 +101,7 @@ export class DeviceMetrics {
     } else if (status === SAM_STAT_CHECK_CONDITION) {
       this.errorsBySenseKey[senseKeyOf(command.sense)]! += 1;
     }
+    if (Number.isNaN(latencySeconds)) return;
     this.latencySumSeconds += latencySeconds;
     let bucket = 0;
     while (bucket < LATENCY_BUCKETS_SECONDS.length && latencySeconds > LATENCY_BUCKETS_SECONDS[bucket]!) bucket += 1;

@@ -89,7 +89,7 @@ function renderCommands(out: Exposition, devices: readonly MetricsDevice[]): voi
   for (const device of devices) out.sample("read_bytes_total", { device: device.info.deviceName }, device.metrics.bytesRead);
   out.family("written_bytes_total", "counter", "Bytes accepted by successful write commands.");
   for (const device of devices) out.sample("written_bytes_total", { device: device.info.deviceName }, device.metrics.bytesWritten);
-  out.family("command_latency_seconds", "histogram", "Time from dispatch to reply inside the handler.");
+  out.family("command_latency_seconds", "histogram", "Time from dispatch to reply inside the handler, for a sample of commands (one in 16; commands_total counts them all).");
   for (const device of devices) {
     const metrics = device.metrics;
     const name = device.info.deviceName;

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { RamBackstore } from "../../backstores/ram/ram-backstore.ts";
-import { AccountingExecutor } from "../../src/metrics/accounting-executor.ts";
+import { AccountingExecutor, LATENCY_SAMPLE_EVERY_DEFAULT } from "../../src/metrics/accounting-executor.ts";
 import { DeviceMetrics, GROUP_OF_OPCODE, OPCODE_GROUPS, senseKeyOf } from "../../src/metrics/device-metrics.ts";
 import { startMetricsServer } from "../../src/metrics/http.ts";
 import { escapeLabel, renderMetrics, type MetricsDevice } from "../../src/metrics/prometheus.ts";
@@ -17,8 +17,11 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** An engine over the kernel simulator with the accounting executor in front of a RAM unit. */
-function servedSimDevice(name: string) {
+/**
+ * An engine over the kernel simulator with the accounting executor in front of a RAM unit;
+ * every command timed unless `latencySampleEvery` says otherwise.
+ */
+function servedSimDevice(name: string, latencySampleEvery = 1) {
   const sim = new KernelSim();
   const backstore = new RamBackstore(16 * 1024 * 1024);
   const scsi = new ScsiDevice(backstore, {
@@ -30,7 +33,7 @@ function servedSimDevice(name: string) {
     identity: { ...DEFAULT_IDENTITY, unitSerial: `${name}-serial` },
   });
   const metrics = new DeviceMetrics();
-  const executor = new AccountingExecutor(scsi, metrics);
+  const executor = new AccountingExecutor(scsi, metrics, latencySampleEvery);
   const engine = new RingEngine(sim.ring, sim.doorbell, executor);
   const driver = new RingDriver(engine);
   sim.onInterrupt = driver.kick;
@@ -107,6 +110,18 @@ test("the accounting executor counts groups, bytes, sense keys and latency witho
   expect(metrics.errorsBySenseKey[5]).toBe(2);
   expect(metrics.completedCount).toBe(5);
   expect(metrics.latencyBuckets.reduce((sum, count) => sum + count, 0)).toBe(5);
+});
+
+test("by default one command in 16 is timed, the first included, and every command is counted", async () => {
+  const { sim, metrics } = servedSimDevice("sampled", LATENCY_SAMPLE_EVERY_DEFAULT);
+  const commands = 2 * LATENCY_SAMPLE_EVERY_DEFAULT + 1;
+  for (let index = 0; index < commands; index += 1) {
+    expect((await sim.submit(cdbs.read10(index, 1), { dataInBytes: 512 })).status).toBe(SAM_STAT_GOOD);
+  }
+  expect(metrics.completedCount).toBe(commands);
+  expect(metrics.latencyBuckets.reduce((sum, count) => sum + count, 0)).toBe(3);
+  expect(Number.isFinite(metrics.latencySumSeconds) && metrics.latencySumSeconds > 0).toBe(true);
+  expect(() => new AccountingExecutor({ execute: () => {}, failInternally: () => {} }, metrics, 0)).toThrow("latencySampleEvery");
 });
 
 test("quiesce() holds new commands until resume() and waits for running ones", async () => {

@@ -56,5 +56,6 @@ awk -F'\t' '
 		printf "RSS (KiB): ours idle %s, ours loaded (max) %s, tcmu-runner loaded %s\n", rss["ours", "idle"], rss["ours", "loaded"], rss["runner", "loaded"]
 	}
 ' "$out/results.tsv" "$out/rss.tsv" | tee "$out/table.txt"
-echo "(raw results: $out)"
+bash scripts/bench-table.sh "$out" >"$out/table.md"
+echo "(raw results: $out; the table as Markdown: $out/table.md)"
 exit "$status"

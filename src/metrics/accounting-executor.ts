@@ -1,8 +1,8 @@
 // Sits between the ring engine and the SCSI unit: counts every command and times a sample of
 // them, without allocating on the synchronous path (per-slot completion callbacks are made once
-// and reused), and can hold new commands back while the unit underneath is swapped (a RECONFIG that reopens
-// the backstore): quiesce() closes the gate and waits for running commands, resume() swaps and
-// lets the held ones run.
+// and reused), and can hold new commands back while the unit underneath is swapped (a RECONFIG
+// that reopens the backstore): quiesce() closes the gate and waits for running commands,
+// resume() swaps and lets the held ones run.
 import type { ScsiCommand } from "../ring/command.ts";
 import type { CommandExecutor } from "../ring/engine.ts";
 import type { DeviceMetrics } from "./device-metrics.ts";

@@ -1,6 +1,7 @@
 // Prometheus text exposition format 0.0.4: HELP and TYPE once per family, then samples with
 // escaped label values. Built on scrape from the per-device arrays; nothing here runs per command.
 import type { RingEngine } from "../ring/engine.ts";
+import { LATENCY_SAMPLE_EVERY_DEFAULT } from "./accounting-executor.ts";
 import { LATENCY_BUCKETS_SECONDS, OPCODE_GROUPS, SENSE_KEY_NAMES, type DeviceMetrics } from "./device-metrics.ts";
 
 /** What a scrape reads of a served device (an AttachedDevice, or a simulated one in tests). */
@@ -89,7 +90,7 @@ function renderCommands(out: Exposition, devices: readonly MetricsDevice[]): voi
   for (const device of devices) out.sample("read_bytes_total", { device: device.info.deviceName }, device.metrics.bytesRead);
   out.family("written_bytes_total", "counter", "Bytes accepted by successful write commands.");
   for (const device of devices) out.sample("written_bytes_total", { device: device.info.deviceName }, device.metrics.bytesWritten);
-  out.family("command_latency_seconds", "histogram", "Time from dispatch to reply inside the handler, for a sample of commands (one in 16; commands_total counts them all).");
+  out.family("command_latency_seconds", "histogram", `Time from dispatch to reply inside the handler, for a sample of commands (one in ${LATENCY_SAMPLE_EVERY_DEFAULT}; commands_total counts them all).`);
   for (const device of devices) {
     const metrics = device.metrics;
     const name = device.info.deviceName;

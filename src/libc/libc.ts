@@ -18,6 +18,7 @@ const lib = dlopen("libc.so.6", {
   pwrite: { args: [i32, ptr, u64, i64], returns: i64_fast },
   preadv: { args: [i32, ptr, i32, i64], returns: i64_fast },
   pwritev: { args: [i32, ptr, i32, i64], returns: i64_fast },
+  preadv2: { args: [i32, ptr, i32, i64, i32], returns: i64_fast },
   pwritev2: { args: [i32, ptr, i32, i64, i32], returns: i64_fast },
   fsync: { args: [i32], returns: i32 },
   fdatasync: { args: [i32], returns: i32 },
@@ -72,6 +73,8 @@ export const LOCK_NB = 4;
 export const LOCK_UN = 8;
 
 export const RWF_DSYNC = 0x2;
+/** Fail with EAGAIN rather than wait (for a read: unless the page cache holds the range). */
+export const RWF_NOWAIT = 0x8;
 
 export const EFD_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;
@@ -152,11 +155,15 @@ export function pwrite(fd: number, source: Memory, lengthBytes: number, offsetBy
   return check("pwrite", subject, retryInterrupted(() => ssize(sym.pwrite(fd, source as Pointer, lengthBytes, offsetBytes))));
 }
 
-/** preadv over an array of `struct iovec` (u64 base, u64 length pairs). Returns -errno instead of throwing. */
-export function preadvRaw(fd: number, iovecs: Memory, count: number, offsetBytes: number): number {
+/**
+ * preadv over an array of `struct iovec` (u64 base, u64 length pairs); with flags (RWF_NOWAIT)
+ * preadv2. Returns -errno instead of throwing.
+ */
+export function preadvRaw(fd: number, iovecs: Memory, count: number, offsetBytes: number, flags = 0): number {
   // Hot path: the EINTR loop is written out so no closure is made per command.
   for (;;) {
-    const result = ssize(sym.preadv(fd, iovecs as Pointer, count, offsetBytes));
+    const result =
+      flags === 0 ? ssize(sym.preadv(fd, iovecs as Pointer, count, offsetBytes)) : ssize(sym.preadv2(fd, iovecs as Pointer, count, offsetBytes, flags));
     if (result >= 0) return result;
     const code = errno();
     if (code !== EINTR) return -code;

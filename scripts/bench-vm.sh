@@ -2,7 +2,7 @@
 # The side-by-side benchmark on a real kernel: boots the test VM once and runs the same fio jobs
 # through tcm_loop against kernel rd_mcp, kernel fileio, tcmu-runner and our RAM and file
 # backstores (scripts/vm/guest/bench.sh), then prints IOPS and MB/s per job, our ratio to each
-# peer against the goals, and our process's RSS.
+# peer against the goals, and our process's RSS, as Markdown (scripts/bench-table.sh).
 #
 # Usage: scripts/bench-vm.sh [OUT_DIR]     (default: .vm-cache/bench-<date>)
 # Needs: dist/tcmu-appliance built (bun run build — never while a VM is running), the VM
@@ -34,28 +34,9 @@ grep -E '^(PASS|FAIL|SKIP|#|RESULT)' "$out/console.log" || true
 [ -s "$out/results.tsv" ] || { echo "bench-vm: no results (VM status $status); see $out/console.log" >&2; exit 1; }
 
 echo
-echo "fio through tcm_loop, $(uname -m) host, QEMU/TCG guest; IOPS and MB/s per target; ratios ours/peer"
-awk -F'\t' '
-	FNR == NR { iops[$1, $2] = $3; mbps[$1, $2] = $4 / 1e6; if (!($2 in seen)) { seen[$2] = 1; jobs[++n] = $2 } next }
-	{ rss[$1, $2] = $3 }
-	function cell(t, j) { return ((t, j) in iops) ? sprintf("%7d %7.1f", iops[t, j], mbps[t, j]) : sprintf("%7s %7s", "-", "-") }
-	function ratio(a, b, j) { return ((a, j) in iops && (b, j) in iops && iops[b, j] > 0) ? sprintf("%5.2f", iops[a, j] / iops[b, j]) : "    -" }
-	function goal(a, b, j,   r, g) {
-		if (!((a, j) in iops && (b, j) in iops && iops[b, j] > 0)) return "   "
-		r = iops[a, j] / iops[b, j]; g = (j ~ /1m/) ? 0.8 : 0.9
-		return r >= g ? " ok" : "low"
-	}
-	END {
-		printf "%-18s %-15s %-15s %-15s %-15s %-15s | %-9s %-9s %-9s %-9s\n", "job", "rd_mcp", "fileio", "tcmu-runner", "ours ram", "ours file", "ram/rd", "file/fio", "ram/tr", "file/tr"
-		for (i = 1; i <= n; i++) {
-			j = jobs[i]
-			printf "%-18s %s %s %s %s %s | %s %s %s %s %s    %s\n", j, cell("rd", j), cell("fileio", j), cell("runner", j), cell("ram", j), cell("file", j),
-				ratio("ram", "rd", j), goal("ram", "rd", j), ratio("file", "fileio", j), goal("file", "fileio", j), ratio("ram", "runner", j), ratio("file", "runner", j)
-		}
-		printf "\ngoals: ours/kernel >= 0.90 at 4k, >= 0.80 at 1m (\"ok\" / \"low\")\n"
-		printf "RSS (KiB): ours idle %s, ours loaded (max) %s, tcmu-runner loaded %s\n", rss["ours", "idle"], rss["ours", "loaded"], rss["runner", "loaded"]
-	}
-' "$out/results.tsv" "$out/rss.tsv" | tee "$out/table.txt"
-bash scripts/bench-table.sh "$out" >"$out/table.md"
-echo "(raw results: $out; the table as Markdown: $out/table.md)"
+echo "fio through tcm_loop, $(uname -m) host, QEMU/TCG guest; IOPS / MB/s per target; ratios ours/peer"
+echo "goals: ours/kernel >= 0.90 at 4k, >= 0.80 at 1m (\"ok\" / \"low\")"
+echo
+bash scripts/bench-table.sh "$out" | tee "$out/table.md"
+echo "(raw results: $out; this table: $out/table.md)"
 exit "$status"

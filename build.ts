@@ -7,7 +7,7 @@ import { resolve } from "node:path";
 const OUTFILE = "dist/tcmu-appliance";
 // Workers are separate entrypoints and must sit beside main.ts, or the binary cannot find them
 // (src/worker-urls.ts resolves their URLs).
-const ENTRYPOINTS = ["src/main.ts", "src/uio-wait-worker.ts", "src/netlink-worker.ts", "src/io-thread-worker.ts", "src/configfs-worker.ts"];
+const ENTRYPOINTS = ["src/main.ts", "src/uio-wait-worker.ts", "src/netlink-worker.ts", "src/io-thread-worker.ts", "src/configfs-worker.ts", "src/data-plane-worker.ts"];
 
 mkdirSync("dist", { recursive: true });
 const command = [

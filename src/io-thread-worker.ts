@@ -1,6 +1,6 @@
 // One I/O thread of the file store's fallback engine (used where io_uring is unavailable): takes
 // jobs from the shared submission queue, makes one preadv / pwritev2 / fdatasync call each,
-// publishes the result and wakes the main thread. Short transfers and errors are the main
+// publishes the result and wakes its owner through an eventfd. Short transfers and errors are the main
 // thread's business. This file sits beside main.ts because `bun build --compile` only finds
 // workers next to the main entry.
 import {
@@ -23,11 +23,13 @@ declare const self: Worker;
 
 self.onmessage = (event: MessageEvent<PoolWorkerStart>) => {
   const pool = poolViews(event.data.buffer, event.data.capacity);
+  const completionFd = event.data.completionFd;
   for (;;) {
     const token = claimJob(pool);
     if (token === STOP_TOKEN) break;
     pool.result[token] = perform(pool, token);
     publish(pool, token);
+    announce(completionFd);
   }
   self.postMessage("stopped");
 };
@@ -63,11 +65,17 @@ function perform(pool: PoolViews, token: number): number {
   }
 }
 
+const ONE = new BigUint64Array([1n]);
+
+/** Wakes the owner: its epoll (or wait thread) sees the eventfd readable. */
+function announce(completionFd: number): void {
+  libc.write(completionFd, ONE, 8);
+}
+
 function publish(pool: PoolViews, token: number): void {
   const control = pool.control;
   const ticket = Atomics.add(control, CONTROL_COMPLETE_RESERVE, 1);
   pool.completionTokens[ticket & pool.mask] = token;
   Atomics.store(pool.completionSequence, ticket & pool.mask, (ticket + 1) | 0);
   Atomics.add(control, CONTROL_COMPLETION_SIGNAL, 1);
-  Atomics.notify(control, CONTROL_COMPLETION_SIGNAL);
 }

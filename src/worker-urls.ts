@@ -5,3 +5,4 @@ export const UIO_WAIT_WORKER_URL = new URL("./uio-wait-worker.ts", import.meta.u
 export const NETLINK_WORKER_URL = new URL("./netlink-worker.ts", import.meta.url).href;
 export const IO_THREAD_WORKER_URL = new URL("./io-thread-worker.ts", import.meta.url).href;
 export const CONFIGFS_WORKER_URL = new URL("./configfs-worker.ts", import.meta.url).href;
+export const DATA_PLANE_WORKER_URL = new URL("./data-plane-worker.ts", import.meta.url).href;

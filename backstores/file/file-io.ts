@@ -34,11 +34,6 @@ export function memoryInlineBytesMax(): number {
 /** Requests in flight across all file stores; more wait for a free one (power of two). */
 export const ASYNC_REQUESTS_MAX = 256;
 
-/**
- * Overrides "auto" for every store (benchmarks and fallback checks on a real kernel):
- * TCMU_APPLIANCE_FILE_IO=io_uring|threads|sync. Read at each store's open.
- */
-export const FILE_IO_ENVIRONMENT = "TCMU_APPLIANCE_FILE_IO";
 
 type EngineKind = "io_uring" | "threads";
 
@@ -48,15 +43,17 @@ const shared = new Map<EngineKind, AsyncFileIo>();
 /** Why io_uring could not be had, once it has been tried. */
 let uringRefusal: string | undefined;
 
-/** The mode a store asked for, after the environment override of "auto". */
+/** What "auto" means on this thread: serve's --file-io, set by each data-plane worker at start. */
+let defaultMode: FileIoMode = "auto";
+
+export function setDefaultFileIoMode(mode: FileIoMode): void {
+  if (!FILE_IO_MODES.includes(mode)) throw new Error(`file I/O mode ${String(mode)}: expected one of ${FILE_IO_MODES.join(", ")}`);
+  defaultMode = mode;
+}
+
+/** The mode a store asked for, with "auto" replaced by this thread's default (--file-io). */
 export function effectiveFileIoMode(requested: FileIoMode): FileIoMode {
-  if (requested !== "auto") return requested;
-  const fromEnvironment = process.env[FILE_IO_ENVIRONMENT];
-  if (fromEnvironment === undefined || fromEnvironment === "") return "auto";
-  if (!(FILE_IO_MODES as readonly string[]).includes(fromEnvironment)) {
-    throw new Error(`${FILE_IO_ENVIRONMENT}=${fromEnvironment}: expected one of ${FILE_IO_MODES.join(", ")}`);
-  }
-  return fromEnvironment as FileIoMode;
+  return requested === "auto" ? defaultMode : requested;
 }
 
 /** The shared engine for `mode`, or undefined for "sync". Throws when "io_uring" is refused. */

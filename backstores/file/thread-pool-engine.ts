@@ -1,12 +1,13 @@
 // The fallback engine, for kernels or sandboxes without io_uring (seccomp, kernel.io_uring_disabled,
 // kernels before 5.1): a few worker threads doing preadv/pwritev2/fdatasync. Jobs go through
-// shared memory (thread-pool-protocol.ts): the main thread publishes a batch and wakes the
-// threads once; each finished job bumps a counter the main thread waits on with
-// Atomics.waitAsync, so its event loop never blocks.
+// shared memory (thread-pool-protocol.ts): the owning thread publishes a batch and wakes the
+// threads once; each finished job is announced on an eventfd that the owner's epoll (a
+// data-plane worker) or a wait thread watches (readable-watch.ts), so the owner never blocks.
+import { watchReadable, type ReadableWatch } from "../../src/data-plane/readable-watch.ts";
+import * as libc from "../../src/libc/libc.ts";
 import { IO_THREAD_WORKER_URL } from "../../src/worker-urls.ts";
 import type { AsyncCompletion, AsyncEngine } from "./async-engine.ts";
 import {
-  CONTROL_COMPLETION_SIGNAL,
   CONTROL_SUBMIT_TAIL,
   JOB_FDATASYNC,
   JOB_READV,
@@ -33,11 +34,14 @@ export class ThreadPoolEngine implements AsyncEngine {
   #completionHead = 0;
   #flushScheduled = false;
   #running = true;
+  readonly #completionFd: number;
+  readonly #watch: ReadableWatch;
 
   /** `capacity`: tokens in flight at most (a power of two); `why`: what ruled io_uring out. */
   constructor(capacity: number, onComplete: AsyncCompletion, why: string, threads = IO_THREADS_DEFAULT) {
     this.#onComplete = onComplete;
     const buffer = new SharedArrayBuffer(poolBufferBytes(capacity));
+    this.#completionFd = libc.eventfd(0, 0);
     this.#pool = poolViews(buffer, capacity);
     this.#workers = [];
     this.#stopped = [];
@@ -49,12 +53,14 @@ export class ThreadPoolEngine implements AsyncEngine {
           worker.addEventListener("error", (event) => reject(new Error(`I/O thread failed: ${event.message}`)));
         }),
       );
-      const start: PoolWorkerStart = { buffer, capacity };
+      const start: PoolWorkerStart = { buffer, capacity, completionFd: this.#completionFd };
       worker.postMessage(start);
       this.#workers.push(worker);
     }
     this.description = `${threads} I/O threads (io_uring unavailable: ${why})`;
-    void this.#waitForCompletions();
+    this.#watch = watchReadable(this.#completionFd, 8, () => this.#drain(), (reason) => {
+      if (this.#running) throw new Error(`I/O thread completion waiter stopped: ${reason}`);
+    });
   }
 
   readv(token: number, fd: number, iovecAddress: number, iovecCount: number, offsetBytes: number): void {
@@ -74,11 +80,10 @@ export class ThreadPoolEngine implements AsyncEngine {
     this.#running = false;
     for (let index = 0; index < this.#workers.length; index += 1) this.#pool.submissionQueue[this.#submitTail++ & this.#pool.mask] = STOP_TOKEN;
     this.#publish();
-    // Wake our own waitAsync so its loop ends.
-    Atomics.add(this.#pool.control, CONTROL_COMPLETION_SIGNAL, 1);
-    Atomics.notify(this.#pool.control, CONTROL_COMPLETION_SIGNAL);
     await Promise.allSettled(this.#stopped);
     for (const worker of this.#workers) worker.terminate();
+    await this.#watch.stop();
+    libc.close(this.#completionFd);
   }
 
   #queue(op: number, token: number, fd: number, iovecAddress: number, iovecCount: number, offsetBytes: number, rwFlags: number): void {
@@ -109,17 +114,6 @@ export class ThreadPoolEngine implements AsyncEngine {
     // Every waiting thread wakes: each holds its own ticket and goes back to sleep if the
     // batch does not reach it.
     Atomics.notify(this.#pool.control, CONTROL_SUBMIT_TAIL);
-  }
-
-  async #waitForCompletions(): Promise<void> {
-    const control = this.#pool.control;
-    let seen = Atomics.load(control, CONTROL_COMPLETION_SIGNAL);
-    while (this.#running) {
-      const wait = Atomics.waitAsync(control, CONTROL_COMPLETION_SIGNAL, seen);
-      if (wait.async) await wait.value;
-      seen = Atomics.load(control, CONTROL_COMPLETION_SIGNAL);
-      this.#drain();
-    }
   }
 
   #drain(): void {

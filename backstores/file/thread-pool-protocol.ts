@@ -80,4 +80,6 @@ export function poolViews(buffer: SharedArrayBuffer, capacity: number): PoolView
 export interface PoolWorkerStart {
   buffer: SharedArrayBuffer;
   capacity: number;
+  /** eventfd each finished job is announced on (the owner's epoll or wait thread watches it). */
+  completionFd: number;
 }

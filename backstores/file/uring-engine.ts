@@ -3,15 +3,15 @@
 //  - inline: a read served from the page cache (on file systems that support non-blocking I/O)
 //    completes inside io_uring_enter, and is reaped right after it, with no thread involved;
 //  - later: work the kernel punted to its io-wq threads, or that waited for a page, posts its
-//    CQE and signals the eventfd registered with the ring. The UIO wait worker (the same code
-//    that waits on /dev/uioN) blocks on that eventfd and wakes the main thread, which reaps.
+//    CQE and signals the eventfd registered with the ring. A data-plane worker's epoll watches
+//    that eventfd beside its devices (readable-watch.ts) and reaps in the same wait.
 // Eventfd signalling is switched off around our own submit-and-reap, so inline completions
 // never wake the thread for nothing.
 import { EAGAIN, EBUSY, EINTR, errnoName } from "../../src/libc/errno.ts";
 import * as libc from "../../src/libc/libc.ts";
 import { IoUring, IoUringError } from "../../src/io-uring/ring.ts";
 import { IORING_OP_FSYNC, IORING_OP_READV, IORING_OP_WRITEV } from "../../src/io-uring/uapi.ts";
-import { Waiter } from "../../src/uio/waiter.ts";
+import { defer, watchReadable, type ReadableWatch } from "../../src/data-plane/readable-watch.ts";
 import type { AsyncCompletion, AsyncEngine } from "./async-engine.ts";
 
 /** The eventfd counter is a u64; the wait worker reads it whole. */
@@ -22,7 +22,7 @@ export class UringEngine implements AsyncEngine {
   readonly description: string;
   readonly #ring: IoUring;
   readonly #eventFd: number;
-  readonly #waiter: Waiter;
+  readonly #waiter: ReadableWatch;
   readonly #onComplete: AsyncCompletion;
   #flushScheduled = false;
   #retryScheduled = false;
@@ -38,14 +38,9 @@ export class UringEngine implements AsyncEngine {
       libc.close(this.#eventFd);
       throw error;
     }
-    this.#waiter = new Waiter({
-      fd: this.#eventFd,
-      readBytes: EVENTFD_READ_BYTES,
-      onWake: this.#flush,
-      onGone: (reason) => {
-        // Without the waiter, punted requests would never complete: that is our bug, not I/O.
-        if (!this.#closed) throw new Error(`io_uring completion waiter stopped: ${reason}`);
-      },
+    this.#waiter = watchReadable(this.#eventFd, EVENTFD_READ_BYTES, this.#flush, (reason) => {
+      // Without the waiter, punted requests would never complete: that is our bug, not I/O.
+      if (!this.#closed) throw new Error(`io_uring completion waiter stopped: ${reason}`);
     });
     this.description = `io_uring (${ring.sqEntries} entries)`;
   }
@@ -115,7 +110,7 @@ export class UringEngine implements AsyncEngine {
     // EAGAIN/EBUSY (kernel short of memory, or completions overflowing): try again shortly.
     if (ring.unsubmitted > 0 && !this.#retryScheduled) {
       this.#retryScheduled = true;
-      setImmediate(this.#retry);
+      defer(this.#retry);
     }
   };
 

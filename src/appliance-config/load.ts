@@ -1,6 +1,7 @@
 // Reads the declarative config: TOML through Bun's parser, then the zod schema. Every problem
 // comes back as one line naming the file, the key (devices.disk0.exports[1].iqn) and what is
 // wrong; all problems are reported at once so a broken file is fixed in one pass.
+import type { FileIoMode } from "../../backstores/file/file-io.ts";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import type { z } from "zod";
@@ -31,6 +32,9 @@ export interface ServeSettings {
   metricsListen: string | undefined;
   logLevel: "error" | "warn" | "info" | "debug" | undefined;
   logFormat: "pretty" | "json" | undefined;
+  dataPlaneThreads: number | undefined;
+  pollUs: number | undefined;
+  fileIo: FileIoMode | undefined;
 }
 
 export interface ApplianceConfig {
@@ -41,7 +45,7 @@ export interface ApplianceConfig {
 
 /** An empty config: what serve runs with when the default file does not exist. */
 export function emptyConfig(path: string): ApplianceConfig {
-  return { path, serve: { subtype: DEFAULT_SUBTYPE, allowRoots: [], metricsListen: undefined, logLevel: undefined, logFormat: undefined }, devices: [] };
+  return { path, serve: { subtype: DEFAULT_SUBTYPE, allowRoots: [], metricsListen: undefined, logLevel: undefined, logFormat: undefined, dataPlaneThreads: undefined, pollUs: undefined, fileIo: undefined }, devices: [] };
 }
 
 export function loadConfigFile(path: string, host = hostname()): ApplianceConfig {
@@ -76,6 +80,9 @@ function toConfig(path: string, parsed: ParsedFile, host: string): ApplianceConf
       metricsListen: parsed.serve.metrics_listen,
       logLevel: parsed.serve.log_level,
       logFormat: parsed.serve.log_format,
+      dataPlaneThreads: parsed.serve.data_plane_threads,
+      pollUs: parsed.serve.poll_us,
+      fileIo: parsed.serve.file_io,
     },
     devices: Object.entries(parsed.devices).map(([name, device]) => toDeviceSpec(name, device, host)),
   };

@@ -2,6 +2,8 @@
 // schemas: one definition of what a device and an export may be. Keys are snake_case as they
 // appear in the file; the parsed result is turned into camelCase specs by spec.ts.
 import { z } from "zod";
+import { FILE_IO_MODES, type FileIoMode } from "../../backstores/file/file-io.ts";
+import { DATA_PLANE_THREADS_MAX, POLL_US_MAX } from "../data-plane/settings.ts";
 import { DevConfigError, parseDevConfig } from "../config/dev-config.ts";
 import { parseSizeBytes } from "../config/size.ts";
 import { DEFAULT_SUBTYPE } from "../uio/discover.ts";
@@ -186,6 +188,9 @@ export const serveSchema = z.strictObject({
   metrics_listen: listen.optional(),
   log_level: z.enum(["error", "warn", "info", "debug"]).optional(),
   log_format: z.enum(["pretty", "json"]).optional(),
+  data_plane_threads: z.number().int("must be a whole number").min(1).max(DATA_PLANE_THREADS_MAX).optional(),
+  poll_us: z.number().int("must be a whole number").min(0).max(POLL_US_MAX).optional(),
+  file_io: z.enum(FILE_IO_MODES as [FileIoMode, ...FileIoMode[]]).optional(),
 });
 
 export const fileSchema = z

@@ -14,6 +14,8 @@ import { Appliance } from "../serve/appliance.ts";
 import { InstanceLockedError } from "../serve/instance-lock.ts";
 import { DEFAULT_SUBTYPE, SYSTEM_ROOTS } from "../uio/discover.ts";
 import { existsSync } from "node:fs";
+import { FILE_IO_MODES, type FileIoMode } from "../../backstores/file/file-io.ts";
+import { DATA_PLANE_THREADS_MAX, DEFAULT_DATA_PLANE_SETTINGS, POLL_US_MAX } from "../data-plane/settings.ts";
 
 /** A stop that has not finished draining after this long exits anyway (replies cleared first). */
 export const STOP_TIMEOUT_MS = 60_000;
@@ -27,6 +29,9 @@ const ServeArgs = z.object({
   logFormat: z.enum(["pretty", "json"]),
   metricsListen: z.string().regex(/^(off|[^:\s]+:\d{1,5}|\[[0-9a-fA-F:.]+\]:\d{1,5})$/, 'an address:port such as 127.0.0.1:9540, or "off"'),
   runDir: z.string().startsWith("/", "must be an absolute path"),
+  dataPlaneThreads: z.coerce.number().int("must be a whole number").min(1).max(DATA_PLANE_THREADS_MAX).optional(),
+  pollUs: z.coerce.number().int("must be a whole number").min(0).max(POLL_US_MAX),
+  fileIo: z.enum(FILE_IO_MODES as [FileIoMode, ...FileIoMode[]]),
 });
 
 export const serveCommand = defineCommand({
@@ -40,6 +45,9 @@ export const serveCommand = defineCommand({
     netlink: { type: "boolean", description: "Listen for TCM-USER netlink events (--no-netlink: scan sysfs only)", default: true },
     "log-level": { type: "string", description: "error, warn, info or debug (default info)" },
     "log-format": { type: "string", description: "pretty or json (default pretty)" },
+    "data-plane-threads": { type: "string", description: "Worker threads serving the devices (default: one per CPU, at most one per device)" },
+    "poll-us": { type: "string", description: "Busy-poll the rings this many µs before a worker blocks (default 0: off)" },
+    "file-io": { type: "string", description: "File stores' I/O: auto, io_uring, threads or sync (default auto)" },
   },
   async run({ args }) {
     const configPath = args.config === undefined ? DEFAULT_CONFIG_PATH : String(args.config);
@@ -59,6 +67,9 @@ export const serveCommand = defineCommand({
       logFormat: args["log-format"] ?? settings.logFormat ?? "pretty",
       metricsListen: args["metrics-listen"] ?? settings.metricsListen ?? DEFAULT_METRICS_LISTEN,
       runDir: args["run-dir"] ?? DEFAULT_RUN_DIR,
+      dataPlaneThreads: args["data-plane-threads"] ?? settings.dataPlaneThreads,
+      pollUs: args["poll-us"] ?? settings.pollUs ?? DEFAULT_DATA_PLANE_SETTINGS.pollUs,
+      fileIo: args["file-io"] ?? settings.fileIo ?? DEFAULT_DATA_PLANE_SETTINGS.fileIo,
     });
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
@@ -81,6 +92,7 @@ export const serveCommand = defineCommand({
         netlink: args.netlink !== false,
         log: logger("serve"),
         ringLog: logger("ring"),
+        dataPlane: { threads: options.dataPlaneThreads, pollUs: options.pollUs, fileIo: options.fileIo },
       }),
     );
   },

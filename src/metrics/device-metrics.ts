@@ -70,20 +70,77 @@ for (const [index, status] of [...STATUS_NAMES.keys()].entries()) STATUS_INDEX[s
 /** Upper bounds of the latency histogram, seconds (Prometheus `le`): 50 µs to 2.5 s. */
 export const LATENCY_BUCKETS_SECONDS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5] as const;
 
+const SCALAR_LATENCY_SUM = 0;
+const SCALAR_BYTES_READ = 1;
+const SCALAR_BYTES_WRITTEN = 2;
+const SCALAR_RING_RESETS = 3;
+const SCALARS = 4;
+const GROUPS_AT = 0;
+const STATUS_AT = GROUPS_AT + OPCODE_GROUPS.length;
+const SENSE_AT = STATUS_AT + STATUS_LABELS.length;
+const LATENCY_AT = SENSE_AT + SENSE_KEY_NAMES.length;
+const SCALARS_AT = LATENCY_AT + LATENCY_BUCKETS_SECONDS.length + 1;
+const METRIC_WORDS = SCALARS_AT + SCALARS;
+
+/**
+ * The counters live in one buffer, so a data-plane worker can record into a SharedArrayBuffer
+ * that the control plane's /metrics reads without stopping it (plain 8-byte stores: a reader
+ * sees each value whole, possibly one command behind).
+ */
 export class DeviceMetrics {
+  static readonly BYTES = METRIC_WORDS * 8;
   /** Commands completed, by OPCODE_GROUPS index. */
-  readonly commandsByGroup = new Float64Array(OPCODE_GROUPS.length);
+  readonly commandsByGroup: Float64Array;
   /** Completed commands by final status, indexed like statusLabels. */
-  readonly commandsByStatus = new Float64Array(STATUS_LABELS.length);
+  readonly commandsByStatus: Float64Array;
   /** CHECK CONDITION replies by sense key (0..15). */
-  readonly errorsBySenseKey = new Float64Array(SENSE_KEY_NAMES.length);
+  readonly errorsBySenseKey: Float64Array;
   /** Latency histogram of the timed commands, one count per bucket plus +Inf at the end (not cumulative). */
-  readonly latencyBuckets = new Float64Array(LATENCY_BUCKETS_SECONDS.length + 1);
-  latencySumSeconds = 0;
-  bytesRead = 0;
-  bytesWritten = 0;
+  readonly latencyBuckets: Float64Array;
+  readonly #scalars: Float64Array;
+
+  /** Over `buffer` from `byteOffset` (DeviceMetrics.BYTES of it), or over memory of its own. */
+  constructor(buffer: ArrayBufferLike = new ArrayBuffer(DeviceMetrics.BYTES), byteOffset = 0) {
+    const words = new Float64Array(buffer, byteOffset, METRIC_WORDS);
+    this.commandsByGroup = words.subarray(GROUPS_AT, STATUS_AT);
+    this.commandsByStatus = words.subarray(STATUS_AT, SENSE_AT);
+    this.errorsBySenseKey = words.subarray(SENSE_AT, LATENCY_AT);
+    this.latencyBuckets = words.subarray(LATENCY_AT, SCALARS_AT);
+    this.#scalars = words.subarray(SCALARS_AT, METRIC_WORDS);
+  }
+
+  get latencySumSeconds(): number {
+    return this.#scalars[SCALAR_LATENCY_SUM]!;
+  }
+
+  set latencySumSeconds(value: number) {
+    this.#scalars[SCALAR_LATENCY_SUM] = value;
+  }
+
+  get bytesRead(): number {
+    return this.#scalars[SCALAR_BYTES_READ]!;
+  }
+
+  set bytesRead(value: number) {
+    this.#scalars[SCALAR_BYTES_READ] = value;
+  }
+
+  get bytesWritten(): number {
+    return this.#scalars[SCALAR_BYTES_WRITTEN]!;
+  }
+
+  set bytesWritten(value: number) {
+    this.#scalars[SCALAR_BYTES_WRITTEN] = value;
+  }
+
   /** Rings found holding a dead predecessor's commands and reset at attach (see ring-recovery.ts). */
-  ringResets = 0;
+  get ringResets(): number {
+    return this.#scalars[SCALAR_RING_RESETS]!;
+  }
+
+  set ringResets(value: number) {
+    this.#scalars[SCALAR_RING_RESETS] = value;
+  }
 
   get statusLabels(): readonly string[] {
     return STATUS_LABELS;

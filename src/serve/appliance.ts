@@ -15,6 +15,8 @@ import { parseListen, startMetricsServer } from "../metrics/http.ts";
 import { renderMetrics } from "../metrics/prometheus.ts";
 import { NetlinkRequestError } from "../netlink/socket.ts";
 import type { SystemRoots } from "../uio/discover.ts";
+import { DataPlanePool } from "../data-plane/pool.ts";
+import type { DataPlaneSettings } from "../data-plane/settings.ts";
 import { DeviceSet } from "./device-set.ts";
 import { messageOf, type ServeLog } from "./errors.ts";
 import { EventHandler } from "./event-handler.ts";
@@ -45,12 +47,15 @@ export interface ApplianceOptions {
   netlink: boolean;
   log: ServeLog;
   ringLog: ServeLog;
+  /** Worker threads, busy-poll and file I/O (serve --data-plane-threads, --poll-us, --file-io). */
+  dataPlane: DataPlaneSettings;
 }
 
 export class Appliance {
   readonly devices: DeviceSet;
   readonly state: StateStore;
   readonly provisioner: Provisioner;
+  readonly pool: DataPlanePool;
   readonly #options: ApplianceOptions;
   readonly #startedAtSeconds = Date.now() / 1000;
   #lock: InstanceLock | undefined;
@@ -69,7 +74,9 @@ export class Appliance {
     this.#config = emptyConfig(options.configPath ?? "");
     this.state = new StateStore(options.runDir);
     this.provisioner = { roots: options.roots, io: options.io, setup: options.setup, state: this.state, subtype: options.subtype, hbaId: PROVISIONING_HBA_ID };
+    this.pool = new DataPlanePool(options.dataPlane, options.ringLog);
     this.devices = new DeviceSet({
+      pool: this.pool,
       subtype: options.subtype,
       allowedRoots: options.allowedRoots,
       roots: options.roots,
@@ -269,8 +276,9 @@ export class Appliance {
       hbaId: device.info.hbaId,
       uio: device.info.uio,
       config: device.configPath,
-      backstore: device.backstore.description,
-      sizeBytes: device.scsi.sizeBytes,
+      backstore: device.backstoreDescription,
+      sizeBytes: device.sizeBytes,
+      worker: device.worker.index,
     }));
     try {
       writeFileSync(path, `${JSON.stringify({ pid: process.pid, devices }, null, 2)}\n`);
@@ -291,6 +299,7 @@ export class Appliance {
     const scanWait = Bun.sleep(STOP_SCAN_WAIT_MS).then(() => log.warn(`a scan was still running ${STOP_SCAN_WAIT_MS / 1000} s into the stop; going on without it`));
     await Promise.race([this.#scanning, scanWait]);
     const failures = await this.devices.detachAll("stopped");
+    this.pool.stop();
     await this.#netlink?.stop();
     this.#netlink = undefined;
     await this.#server?.stop(true);

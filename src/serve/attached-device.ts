@@ -1,26 +1,30 @@
-// One served device: its UIO mapping, ring engine, SCSI unit, backstore and wait worker, wired
-// together; attach() brings it up (taking the ring over from a dead predecessor first, see
-// ring-recovery.ts), reopen()/resize()/setWriteCache() apply a RECONFIG_DEVICE, detach() drains
-// it and releases everything in reverse order.
-import type { Backstore } from "../../backstores/types.ts";
-import { AccountingExecutor } from "../metrics/accounting-executor.ts";
+// One served device as the control plane holds it: the UIO mapping (made here, unmapped here
+// only after its worker let go of it), the ring taken over from a dead predecessor, the shared
+// counters its worker publishes, and the mailbox calls that reach the worker which owns its
+// ring engine, SCSI unit and backstore (src/data-plane/). attach() brings it up;
+// resize()/reopen()/setWriteCache() apply a RECONFIG_DEVICE; detach() drains and releases it.
+import type { DataPlanePool, DataPlaneWorker } from "../data-plane/pool.ts";
+import { newStatsBuffer, RingStatsReader } from "../data-plane/device-stats.ts";
+import type { StoreSummary } from "../data-plane/protocol.ts";
 import { DeviceMetrics } from "../metrics/device-metrics.ts";
-import { RingDriver } from "../ring/driver.ts";
-import { RingEngine, type RingLogger } from "../ring/engine.ts";
-import { DEFAULT_IDENTITY, ScsiDevice } from "../scsi/device.ts";
+import type { RingLogger } from "../ring/engine.ts";
 import type { TcmuDeviceInfo } from "../uio/discover.ts";
 import { UioDevice } from "../uio/uio-device.ts";
-import { Waiter } from "../uio/waiter.ts";
 import { recoverRing, type RecoveryResult, type RingActions } from "./ring-recovery.ts";
 
-/** Opens the store a dev_config path names, at `sizeBytes` (dev_size). */
-export type BackstoreOpener = (configPath: string, sizeBytes: number) => Backstore | Promise<Backstore>;
+/** A UIO read takes exactly the 4-byte interrupt count. */
+const UIO_READ_BYTES = 4;
 
 export interface AttachOptions {
-  openBackstore: BackstoreOpener;
+  pool: DataPlanePool;
+  /** `user_<hba>/<name>`: what the RAM store names its memory after. */
+  deviceKey: string;
+  allowedRoots: string[];
   logger: RingLogger;
-  /** The device disappeared from under us (removed in configfs), or its waiter died. */
+  /** The device disappeared from under us (removed in configfs). */
   onGone: (device: AttachedDevice, reason: string) => void;
+  /** Its worker released it after a fault (or died): the caller attaches it again. */
+  onReleased: (device: AttachedDevice, reason: string) => void;
   /** block_dev / reset_ring through configfs; absent where there is none (tests). */
   actions?: RingActions;
   /** MODE SELECT changed WCE: the control plane mirrors it into attrib/emulate_write_cache. */
@@ -40,55 +44,96 @@ export interface DetachOptions {
 export class AttachedDevice {
   readonly info: TcmuDeviceInfo;
   readonly uio: UioDevice;
-  readonly engine: RingEngine;
-  readonly metrics = new DeviceMetrics();
   readonly recovery: RecoveryResult;
-  readonly #executor: AccountingExecutor;
-  readonly #driver: RingDriver;
+  readonly metrics: DeviceMetrics;
+  readonly engine: RingStatsReader;
+  readonly worker: DataPlaneWorker;
+  readonly #token: number;
   readonly #options: AttachOptions;
+  #store: StoreSummary;
   #configPath: string;
-  #backstore: Backstore;
-  #scsi: ScsiDevice;
-  #waiter: Waiter | undefined;
+  #released = false;
   #detaching: Promise<void> | undefined;
 
-  private constructor(info: TcmuDeviceInfo, backstore: Backstore, uio: UioDevice, recovery: RecoveryResult, options: AttachOptions) {
+  private constructor(info: TcmuDeviceInfo, uio: UioDevice, recovery: RecoveryResult, worker: DataPlaneWorker, token: number, stats: SharedArrayBuffer, store: StoreSummary, options: AttachOptions) {
     this.info = info;
     this.uio = uio;
     this.recovery = recovery;
+    this.worker = worker;
+    this.#token = token;
     this.#options = options;
+    this.#store = store;
     this.#configPath = info.configPath;
-    this.#backstore = backstore;
-    const sizeBytes = info.attributes.devSizeBytes > 0 ? info.attributes.devSizeBytes : backstore.sizeBytes;
-    this.#scsi = this.#buildScsi(backstore, sizeBytes, info.attributes.emulateWriteCache);
+    this.metrics = new DeviceMetrics(stats, 0);
+    this.engine = new RingStatsReader(stats);
     this.metrics.ringResets = recovery.resetBytes > 0 ? 1 : 0;
-    this.#executor = new AccountingExecutor(this.#scsi, this.metrics);
-    this.engine = new RingEngine(uio, uio.ringDoorbell, this.#executor, { logger: options.logger });
-    this.#driver = new RingDriver(this.engine);
   }
 
   static async attach(info: TcmuDeviceInfo, options: AttachOptions): Promise<AttachedDevice> {
-    const backstore = await options.openBackstore(info.configPath, info.attributes.devSizeBytes);
-    let uio: UioDevice | undefined;
+    const uio = UioDevice.open(info.devicePath, info.mapSizeBytes);
+    let worker: DataPlaneWorker | undefined;
+    let token = 0;
     try {
-      uio = UioDevice.open(info.devicePath, info.mapSizeBytes);
       const recovery = options.actions === undefined ? { resetBytes: 0 } : await recoverRing(uio, options.actions);
-      const device = new AttachedDevice(info, backstore, uio, recovery, options);
-      device.#startWaiting();
-      return device;
+      worker = await options.pool.assign();
+      const stats = newStatsBuffer();
+      // Events may arrive before attach() returns: they find the device through `holder`.
+      const holder: { device?: AttachedDevice } = {};
+      token = worker.register({
+        gone: (reason) => holder.device !== undefined && options.onGone(holder.device, reason),
+        released: (reason) => holder.device?.releasedByWorker(reason),
+        writeCacheChanged: (enabled) => holder.device !== undefined && options.onWriteCacheChange?.(holder.device, enabled),
+      });
+      const attributes = info.attributes;
+      const store = await worker.attach({
+        token,
+        spec: {
+          name: info.deviceName,
+          deviceKey: options.deviceKey,
+          configPath: info.configPath,
+          sizeBytes: attributes.devSizeBytes,
+          blockSizeBytes: attributes.hwBlockSizeBytes,
+          maxTransferBlocks: attributes.hwMaxSectors,
+          writeCacheEnabled: attributes.emulateWriteCache,
+          unitSerial: attributes.unitSerial,
+          allowedRoots: options.allowedRoots,
+        },
+        waitFd: uio.fd,
+        waitReadBytes: UIO_READ_BYTES,
+        doorbellFd: uio.fd,
+        address: uio.baseAddress,
+        mapBytes: uio.mapBytes,
+        stats,
+      });
+      holder.device = new AttachedDevice(info, uio, recovery, worker, token, stats, store, options);
+      return holder.device;
     } catch (error) {
-      uio?.close();
-      await backstore.close();
+      if (worker !== undefined) worker.unregister(token);
+      // The worker never kept the mapping: a failed attach closed its store before replying.
+      uio.close();
       throw error;
     }
   }
 
-  get scsi(): ScsiDevice {
-    return this.#scsi;
+  get sizeBytes(): number {
+    return this.#store.sizeBytes;
   }
 
-  get backstore(): Backstore {
-    return this.#backstore;
+  get backstoreDescription(): string {
+    return this.#store.description;
+  }
+
+  get backstoreKind(): string {
+    return this.#store.kind;
+  }
+
+  /** The store's own size (a grow within it needs no reopen). */
+  get storeSizeBytes(): number {
+    return this.#store.storeSizeBytes;
+  }
+
+  get warnings(): readonly string[] {
+    return this.#store.warnings;
   }
 
   /** The dev_config path (after the subtype) the device is served from now. */
@@ -97,101 +142,28 @@ export class AttachedDevice {
   }
 
   get detaching(): boolean {
-    return this.#detaching !== undefined;
-  }
-
-  #buildScsi(backstore: Backstore, sizeBytes: number, writeCacheEnabled: boolean): ScsiDevice {
-    const attributes = this.info.attributes;
-    return new ScsiDevice(backstore, {
-      name: this.info.deviceName,
-      blockSizeBytes: attributes.hwBlockSizeBytes,
-      sizeBytes,
-      maxTransferBlocks: attributes.hwMaxSectors,
-      writeCacheEnabled,
-      identity: { ...DEFAULT_IDENTITY, unitSerial: attributes.unitSerial },
-      onWriteCacheChange: (enabled) => this.#options.onWriteCacheChange?.(this, enabled),
-    });
-  }
-
-  #startWaiting(): void {
-    this.#waiter = new Waiter({
-      fd: this.uio.fd,
-      readBytes: 4,
-      onWake: this.#driver.kick,
-      onGone: (reason) => this.#options.onGone(this, reason),
-    });
-    // Whatever the kernel posted since the ring was taken over is served now.
-    this.#driver.kick();
+    return this.#detaching !== undefined || this.#released;
   }
 
   /** dev_size changed: a smaller or equal size needs no I/O; a larger one reopens the store. */
   async resize(sizeBytes: number): Promise<void> {
-    const blockSizeBytes = this.#scsi.blockSizeBytes;
-    if (sizeBytes <= 0 || sizeBytes % blockSizeBytes !== 0) {
-      throw new Error(`dev_size ${sizeBytes} is not a positive multiple of the ${blockSizeBytes}-byte block size`);
-    }
-    if (sizeBytes <= this.#backstore.sizeBytes) {
-      this.#scsi.resize(sizeBytes);
-      return;
-    }
-    await this.reopen(this.#configPath, sizeBytes);
+    this.#store = (await this.worker.call({ type: "resize", token: this.#token, sizeBytes }))!;
   }
 
-  /**
-   * Serves the device from `configPath` at `sizeBytes` from now on. New commands are held back
-   * while running ones finish; the old store is closed before the new one opens (stores lock
-   * their files). If the new one cannot open, the old one is reopened and the error thrown, so
-   * the caller can veto the reconfiguration.
-   */
+  /** Serves the device from `configPath` at `sizeBytes` from now on (the worker vetoes what cannot open). */
   async reopen(configPath: string, sizeBytes: number): Promise<void> {
-    await this.#executor.quiesce();
-    const previous = { configPath: this.#configPath, sizeBytes: this.#scsi.sizeBytes, backstore: this.#backstore };
-    try {
-      await previous.backstore.flush();
-      await previous.backstore.close();
-      let next: Backstore;
-      try {
-        next = await this.#options.openBackstore(configPath, sizeBytes);
-      } catch (error) {
-        this.#swap(await this.#reopenPrevious(previous.configPath, previous.sizeBytes), previous.configPath, previous.sizeBytes);
-        throw error;
-      }
-      this.#swap(next, configPath, sizeBytes);
-    } finally {
-      this.#executor.resume(this.#scsi);
-    }
-  }
-
-  async #reopenPrevious(configPath: string, sizeBytes: number): Promise<Backstore> {
-    try {
-      return await this.#options.openBackstore(configPath, sizeBytes);
-    } catch (error) {
-      const reason = `its backstore could not be reopened after a failed reconfiguration: ${error instanceof Error ? error.message : String(error)}`;
-      queueMicrotask(() => this.#options.onGone(this, reason));
-      throw error;
-    }
-  }
-
-  /** A new SCSI unit over `backstore` that keeps the old one's state (WCE, D_SENSE, pending UAs). */
-  #swap(backstore: Backstore, configPath: string, sizeBytes: number): void {
-    const previous = this.#scsi;
-    const next = this.#buildScsi(backstore, previous.sizeBytes, previous.writeCacheEnabled);
-    next.descriptorSense = previous.descriptorSense;
-    next.stopped = previous.stopped;
-    for (let attention = previous.takeUnitAttention(); attention !== undefined; attention = previous.takeUnitAttention()) {
-      next.raiseUnitAttention(attention);
-    }
-    previous.close();
-    this.#scsi = next;
-    this.#backstore = backstore;
+    this.#store = (await this.worker.call({ type: "reopen", token: this.#token, configPath, sizeBytes }))!;
     this.#configPath = configPath;
-    next.resize(sizeBytes);
   }
 
   /** emulate_write_cache changed: turning the cache off makes what it holds durable first. */
   async setWriteCache(enabled: boolean): Promise<void> {
-    if (!enabled && this.#scsi.writeCacheEnabled) await this.#backstore.flush();
-    this.#scsi.writeCacheEnabled = enabled;
+    await this.worker.call({ type: "write-cache", token: this.#token, enabled });
+  }
+
+  /** Test hook: the device's next batch on its worker throws. */
+  injectFault(): Promise<unknown> {
+    return this.worker.call({ type: "inject-fault", token: this.#token });
   }
 
   /** Stops waiting for new work, finishes what the kernel posted, then releases everything. */
@@ -201,7 +173,6 @@ export class AttachedDevice {
   }
 
   async #detach(options: DetachOptions): Promise<void> {
-    await this.#waiter?.stop();
     if (options.block === true && this.#options.actions !== undefined) {
       try {
         await this.#options.actions.block();
@@ -209,20 +180,21 @@ export class AttachedDevice {
         this.#options.logger.warn(`block_dev before detaching failed: ${error instanceof Error ? error.message : String(error)}`);
       }
     }
-    // Everything already posted is finished: with the device blocked nothing new arrives.
-    while (!this.engine.broken && this.engine.hasPendingEntries) {
-      this.engine.processRing();
-      await this.engine.whenIdle();
-    }
-    await this.engine.whenIdle();
     try {
-      await this.#backstore.flush();
+      // The worker drains what was posted (nothing new arrives while blocked), flushes, closes.
+      if (!this.#released) await this.worker.call({ type: "detach", token: this.#token, destroy: options.destroy === true });
     } finally {
-      if (options.destroy === true && this.#backstore.destroy !== undefined) await this.#backstore.destroy();
-      else await this.#backstore.close();
-      this.#scsi.close();
+      this.worker.unregister(this.#token);
+      // Only now: the worker no longer touches the mapping.
       this.uio.close();
     }
+  }
+
+  /** Its worker's "released" event (a fault, or the worker died). */
+  releasedByWorker(reason: string): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.#options.onReleased(this, reason);
   }
 
   /** One line of counters, logged when the device is released. */

@@ -2,7 +2,7 @@
 // events (event-handler.ts) and sysfs scans, the fallback that catches what events missed
 // (before serve started, an overflow, a kernel without the family).
 import { join } from "node:path";
-import { openBackstore } from "../../backstores/open.ts";
+import type { DataPlanePool } from "../data-plane/pool.ts";
 import { ENODEV } from "../libc/errno.ts";
 import type { ConfigfsIo } from "../configfs/io.ts";
 import { formatBytes } from "../cli/format.ts";
@@ -31,6 +31,8 @@ export interface DeviceSetOptions {
   ringLog: ServeLog;
   /** Called after every attach and detach (serve writes served.json for `list`). */
   onChange: () => void;
+  /** The worker threads devices are served on. */
+  pool: DataPlanePool;
 }
 
 export class DeviceSet {
@@ -92,10 +94,13 @@ export class DeviceSet {
     log.debug(`attaching ${info.uio} ${info.deviceName} (${info.configPath})`);
     try {
       const device = await AttachedDevice.attach(info, {
-        openBackstore: this.#openerFor(info),
+        pool: this.options.pool,
+        deviceKey: `user_${info.hbaId}/${info.deviceName}`,
+        allowedRoots: this.options.allowedRoots,
         logger: this.#ringLoggerFor(info.deviceName),
         actions: configfsRingActions(info.configfsDir, this.options.io),
         onGone: (gone, reason) => void this.detach(gone, reason, { destroy: true }),
+        onReleased: (released, reason) => void this.#reattach(released, reason),
         onWriteCacheChange: (changed, enabled) => this.#mirrorWriteCache(changed, enabled),
       });
       if (this.stopping) {
@@ -108,12 +113,12 @@ export class DeviceSet {
       this.#failed.delete(info.uio);
       this.#lastError.delete(info.uio);
       log.info(
-        `attached ${info.uio} ${info.deviceName} config=${info.configPath} size=${formatBytes(device.scsi.sizeBytes)} ` +
-          `block=${info.attributes.hwBlockSizeBytes} backstore=${device.backstore.description}`,
+        `attached ${info.uio} ${info.deviceName} config=${info.configPath} size=${formatBytes(device.sizeBytes)} ` +
+          `block=${info.attributes.hwBlockSizeBytes} backstore=${device.backstoreDescription} worker=${device.worker.index}`,
       );
       // Backstores report what they serve differently from what was asked (a qcow2 image
       // larger than dev_size, say) as warnings.
-      for (const warning of device.backstore.warnings ?? []) log.warn(`${info.deviceName}: ${warning}`);
+      for (const warning of device.warnings) log.warn(`${info.deviceName}: ${warning}`);
       if (device.recovery.resetBytes > 0) {
         log.warn(`${info.deviceName}: ${device.recovery.resetBytes} bytes of commands left by a previous handler were reset with BUSY for the initiator to retry`);
       }
@@ -126,16 +131,6 @@ export class DeviceSet {
       log.error(`${info.uio} ${info.deviceName} (config ${info.configPath}): not served: ${message}`);
       return undefined;
     }
-  }
-
-  #openerFor(info: TcmuDeviceInfo) {
-    return (configPath: string, sizeBytes: number) =>
-      openBackstore(configPath, {
-        deviceKey: `user_${info.hbaId}/${info.deviceName}`,
-        sizeBytes,
-        blockSizeBytes: info.attributes.hwBlockSizeBytes,
-        allowedRoots: this.options.allowedRoots,
-      });
   }
 
   #ringLoggerFor(name: string): RingLogger {
@@ -152,6 +147,19 @@ export class DeviceSet {
     this.options.io.writeAttribute(path, enabled ? 1 : 0).catch((error: unknown) => {
       this.options.log.warn(`${device.info.deviceName}: mirroring WCE=${enabled ? 1 : 0} to configfs failed: ${String(error)}`);
     });
+  }
+
+  /**
+   * Its worker let go of it after a fault (or died): release our side, then attach it again;
+   * the ring still holds what was in flight, so the attach resets it (block_dev + reset_ring)
+   * and initiators retry those commands.
+   */
+  async #reattach(device: AttachedDevice, reason: string): Promise<void> {
+    this.options.log.error(`${device.info.uio} ${device.info.deviceName}: released by its data-plane worker (${reason}); attaching it again`);
+    await this.detach(device, "released after a data-plane fault", {});
+    if (this.stopping) return;
+    this.#failed.delete(device.info.uio);
+    await this.attach(device.info);
   }
 
   /** Drops `device` and releases it; `destroy` deletes what only it used (it was removed). */

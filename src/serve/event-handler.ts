@@ -113,8 +113,8 @@ export class EventHandler {
       }
       const configPath = rest.join("/");
       parseDevConfig(configPath);
-      await device.reopen(configPath, device.scsi.sizeBytes);
-      log.info(`${name.deviceName}: now served from ${configPath} (${device.backstore.description})`);
+      await device.reopen(configPath, device.sizeBytes);
+      log.info(`${name.deviceName}: now served from ${configPath} (${device.backstoreDescription})`);
     }
   }
 

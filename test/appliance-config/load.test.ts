@@ -51,7 +51,7 @@ size = 67108864
 `,
     "Box-1",
   );
-  expect(config.serve).toEqual({ subtype: "appliance", allowRoots: ["/srv/images"], metricsListen: "127.0.0.1:9540", logLevel: "debug", logFormat: "json" });
+  expect(config.serve).toEqual({ subtype: "appliance", allowRoots: ["/srv/images"], metricsListen: "127.0.0.1:9540", logLevel: "debug", logFormat: "json", dataPlaneThreads: undefined, pollUs: undefined, fileIo: undefined });
   expect(config.devices.map((device) => device.name)).toEqual(["disk0", "scratch"]);
   const [disk0, scratch] = config.devices;
   expect(disk0).toMatchObject({ sizeBytes: 1024 ** 3, blockSizeBytes: 4096, writeCache: true, hwMaxSectors: 128, maxDataAreaMb: 64, cmdTimeOutSeconds: 30 });
@@ -140,4 +140,12 @@ describe("every validation error names the file, the key and the problem", () =>
 test("all problems of a file are reported at once", () => {
   const lines = problems('[serve]\nlog_level = "loud"\n[devices.d0]\nbackstore = "tape"\nsize = "x"\n');
   expect(lines.length).toBe(3);
+});
+
+test("[serve] takes the data plane's threads, busy-poll and file I/O, and names a bad key", () => {
+  const good = parseConfigText("/etc/t.toml", "[serve]\ndata_plane_threads = 4\npoll_us = 50\nfile_io = \"threads\"\n", "box");
+  expect(good.serve).toMatchObject({ dataPlaneThreads: 4, pollUs: 50, fileIo: "threads" });
+  for (const [text, key] of [["data_plane_threads = 0", "data_plane_threads"], ["poll_us = -1", "poll_us"], ['file_io = "fast"', "file_io"]] as const) {
+    expect(() => parseConfigText("/etc/t.toml", `[serve]\n${text}\n`, "box")).toThrow(key);
+  }
 });

@@ -5,7 +5,7 @@
 // inline while sending disk reads and durable writes async.
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import { readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
-import { closeSharedFileIo, effectiveFileIoMode, FILE_IO_ENVIRONMENT, MEMORY_INLINE_ENVIRONMENT, sharedFileIo, type FileIoMode } from "../../backstores/file/file-io.ts";
+import { closeSharedFileIo, effectiveFileIoMode, setDefaultFileIoMode, MEMORY_INLINE_ENVIRONMENT, sharedFileIo, type FileIoMode } from "../../backstores/file/file-io.ts";
 import { FileBackstore } from "../../backstores/file/file-backstore.ts";
 import { openFileBackstore } from "../../backstores/file/open-file.ts";
 import { LIBC_SYSCALLS } from "../../backstores/file/syscalls.ts";
@@ -178,17 +178,12 @@ describe("file store I/O policy", () => {
     expect(buffer.bytes.subarray(4096).every((byte) => byte === 0)).toBe(true);
   });
 
-  test(`${FILE_IO_ENVIRONMENT} overrides auto, and only auto`, () => {
-    const saved = process.env[FILE_IO_ENVIRONMENT];
-    cleanups.push(() => {
-      if (saved === undefined) delete process.env[FILE_IO_ENVIRONMENT];
-      else process.env[FILE_IO_ENVIRONMENT] = saved;
-    });
-    process.env[FILE_IO_ENVIRONMENT] = "sync";
+  test("the thread's default (serve --file-io) replaces auto, and only auto", () => {
+    cleanups.push(() => setDefaultFileIoMode("auto"));
+    setDefaultFileIoMode("sync");
     expect(effectiveFileIoMode("auto")).toBe("sync");
     expect(sharedFileIo("auto")).toBeUndefined();
     expect(effectiveFileIoMode("threads")).toBe("threads");
-    process.env[FILE_IO_ENVIRONMENT] = "fast";
-    expect(() => effectiveFileIoMode("auto")).toThrow(`${FILE_IO_ENVIRONMENT}=fast`);
+    expect(() => setDefaultFileIoMode("fast" as never)).toThrow("file I/O mode fast");
   });
 });

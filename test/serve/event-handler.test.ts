@@ -68,14 +68,14 @@ function servedDevice(name: string): AttachedDevice {
   return {
     info: { deviceName: name },
     detaching: false,
-    scsi: { sizeBytes: 64 * 1024 * 1024 },
+    sizeBytes: 64 * 1024 * 1024,
     resize: async (size: number) => {
       calls.push(`resize ${size}`);
       if (resizeFailure !== undefined) throw resizeFailure;
     },
     reopen: async (path: string, size: number) => void calls.push(`reopen ${path} ${size}`),
     setWriteCache: async (enabled: boolean) => void calls.push(`wce ${enabled}`),
-    backstore: { description: "x" },
+    backstoreDescription: "x",
   } as unknown as AttachedDevice;
 }
 

@@ -1,0 +1,203 @@
+// The control plane's side of the data plane: a fixed-size pool of worker threads (started as
+// devices arrive, never more than the devices served), the assignment of each device to one of
+// them, and the mailbox calls that reach a device's worker. A worker that dies takes only its
+// devices with it: each hears "released" and the control plane attaches it again.
+import { availableParallelism } from "node:os";
+import * as libc from "../libc/libc.ts";
+import { VetoError } from "../serve/errors.ts";
+import { DATA_PLANE_WORKER_URL } from "../worker-urls.ts";
+import { MAILBOX_DEPTH_MAX, POSTED_INDEX, type AttachRequest, type ControlRequest, type StoreSummary, type WorkerMessage, type WorkerStart } from "./protocol.ts";
+import type { DataPlaneSettings } from "./settings.ts";
+
+export interface PoolLog {
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+/** What a device's handle hears from its worker outside a reply. */
+export interface DeviceEvents {
+  gone(reason: string): void;
+  released(reason: string): void;
+  writeCacheChanged(enabled: boolean): void;
+}
+
+type Request = ControlRequest extends infer R ? (R extends { id: number } ? Omit<R, "id"> : never) : never;
+
+const ONE = new BigUint64Array([1n]);
+
+/** One worker thread and its mailbox. */
+export class DataPlaneWorker {
+  readonly index: number;
+  readonly #worker: Worker;
+  readonly #controlFd: number;
+  readonly #posted: Int32Array;
+  readonly #pending = new Map<number, { resolve: (value: StoreSummary | undefined) => void; reject: (error: Error) => void }>();
+  readonly #devices = new Map<number, DeviceEvents>();
+  readonly #log: PoolLog;
+  readonly #onExit: (worker: DataPlaneWorker) => void;
+  #nextId = 1;
+  #nextToken = 1;
+  /** Assigned by the pool, not registered yet: counted so concurrent attaches spread out. */
+  #reserved = 0;
+  #alive = true;
+  readonly ready: Promise<void>;
+
+  constructor(index: number, settings: DataPlaneSettings, log: PoolLog, onExit: (worker: DataPlaneWorker) => void) {
+    this.index = index;
+    this.#log = log;
+    this.#onExit = onExit;
+    this.#controlFd = libc.eventfd(0, 0);
+    const posted = new SharedArrayBuffer(4);
+    this.#posted = new Int32Array(posted);
+    this.#worker = new Worker(DATA_PLANE_WORKER_URL);
+    let markReady!: () => void;
+    this.ready = new Promise((resolve) => (markReady = resolve));
+    this.#worker.addEventListener("message", (event: MessageEvent<WorkerMessage>) => {
+      if (event.data.type === "ready") markReady();
+      else this.#handle(event.data);
+    });
+    this.#worker.addEventListener("error", (event) => this.#died(`worker ${index} failed: ${event.message}`));
+    const start: WorkerStart = { type: "start", workerIndex: index, controlFd: this.#controlFd, posted, settings };
+    this.#worker.postMessage(start);
+  }
+
+  /** Devices assigned here (attached or attaching). */
+  get deviceCount(): number {
+    return this.#devices.size + this.#reserved;
+  }
+
+  reserve(): void {
+    this.#reserved += 1;
+  }
+
+  get alive(): boolean {
+    return this.#alive;
+  }
+
+  /** A token for a new device and where its events go; the attach request carries the token. */
+  register(events: DeviceEvents): number {
+    const token = this.#nextToken++;
+    if (this.#reserved > 0) this.#reserved -= 1;
+    this.#devices.set(token, events);
+    return token;
+  }
+
+  unregister(token: number): void {
+    this.#devices.delete(token);
+  }
+
+  call(request: Request): Promise<StoreSummary | undefined> {
+    if (!this.#alive) return Promise.reject(new Error(`data-plane worker ${this.index} is gone`));
+    if (this.#pending.size >= MAILBOX_DEPTH_MAX) return Promise.reject(new Error(`data-plane worker ${this.index}: ${MAILBOX_DEPTH_MAX} requests already waiting`));
+    const id = this.#nextId++;
+    const message = { ...request, id } as ControlRequest;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      // Counted before it is posted, so the worker waits for it once it sees the count.
+      Atomics.add(this.#posted, POSTED_INDEX, 1);
+      this.#worker.postMessage(message);
+      libc.write(this.#controlFd, ONE, 8);
+    });
+  }
+
+  attach(request: Omit<AttachRequest, "id" | "type">): Promise<StoreSummary> {
+    return this.call({ type: "attach", ...request }) as Promise<StoreSummary>;
+  }
+
+  #handle(message: WorkerMessage): void {
+    switch (message.type) {
+      case "reply": {
+        const pending = this.#pending.get(message.id);
+        if (pending === undefined) return;
+        this.#pending.delete(message.id);
+        if (message.ok) pending.resolve(message.value);
+        // The worker's errorStatus() travels as the errno, so a netlink reply says the same.
+        else pending.reject(new VetoError(message.failure.message, -message.failure.status));
+        return;
+      }
+      case "gone":
+        return this.#devices.get(message.token)?.gone(message.reason);
+      case "released":
+        return this.#devices.get(message.token)?.released(message.reason);
+      case "write-cache-changed":
+        return this.#devices.get(message.token)?.writeCacheChanged(message.enabled);
+      case "log":
+        return this.#log[message.level](message.message);
+      case "ready":
+        return;
+    }
+  }
+
+  #died(reason: string): void {
+    if (!this.#alive) return;
+    this.#alive = false;
+    this.#log.error(`${reason}: its ${this.#devices.size} device(s) are released and attached again`);
+    this.#worker.terminate();
+    for (const pending of this.#pending.values()) pending.reject(new Error(reason));
+    this.#pending.clear();
+    const devices = [...this.#devices.values()];
+    this.#devices.clear();
+    this.#onExit(this);
+    for (const events of devices) events.released(reason);
+    libc.close(this.#controlFd);
+  }
+
+  /** Ends the thread; every device must have been detached. */
+  stop(): void {
+    if (!this.#alive) return;
+    this.#alive = false;
+    this.#worker.terminate();
+    libc.close(this.#controlFd);
+  }
+}
+
+export class DataPlanePool {
+  readonly threadsMax: number;
+  readonly settings: DataPlaneSettings;
+  readonly #log: PoolLog;
+  readonly #workers: DataPlaneWorker[] = [];
+  #nextIndex = 0;
+
+  constructor(settings: DataPlaneSettings, log: PoolLog, cpuCount = availableParallelism()) {
+    this.settings = settings;
+    this.threadsMax = settings.threads ?? Math.max(1, cpuCount);
+    this.#log = log;
+  }
+
+  get workers(): readonly DataPlaneWorker[] {
+    return this.#workers;
+  }
+
+  /**
+   * The worker a new device goes to: a new thread while there are fewer than threadsMax and
+   * every running one already has a device; otherwise the one with the fewest devices. The
+   * caller must register() a device on the worker it got (the slot is reserved for it).
+   */
+  async assign(): Promise<DataPlaneWorker> {
+    const idle = this.#workers.find((worker) => worker.deviceCount === 0);
+    if (idle === undefined && this.#workers.length < this.threadsMax) {
+      const worker = new DataPlaneWorker(this.#nextIndex++, this.settings, this.#log, (dead) => this.#remove(dead));
+      this.#workers.push(worker);
+      worker.reserve();
+      await worker.ready;
+      return worker;
+    }
+    let best = idle ?? this.#workers[0]!;
+    for (const worker of this.#workers) if (worker.deviceCount < best.deviceCount) best = worker;
+    // Reserved before the first await: an attach racing this one sees the count.
+    best.reserve();
+    await best.ready;
+    return best;
+  }
+
+  #remove(worker: DataPlaneWorker): void {
+    const index = this.#workers.indexOf(worker);
+    if (index >= 0) this.#workers.splice(index, 1);
+  }
+
+  /** Stops every thread (after the devices were detached). */
+  stop(): void {
+    for (const worker of this.#workers.splice(0)) worker.stop();
+  }
+}

@@ -1,0 +1,88 @@
+// The messages between the control plane (main thread) and a data-plane worker. Requests go
+// through the worker's mailbox: the message is posted, a shared counter of posted messages is
+// bumped, and the worker's control eventfd is written; the worker, blocked in epoll_wait, wakes,
+// yields to its runtime until it has received as many messages as were posted, and handles
+// them. Replies and events come back as ordinary messages (the main thread runs an event loop).
+import type { DataPlaneSettings } from "./settings.ts";
+
+/** Index of the posted-messages counter in WorkerStart.posted (an Int32Array). */
+export const POSTED_INDEX = 0;
+/** Requests a worker has not handled yet, at most; the control plane waits beyond that. */
+export const MAILBOX_DEPTH_MAX = 1024;
+
+export interface WorkerStart {
+  type: "start";
+  workerIndex: number;
+  /** eventfd the control plane writes after posting. */
+  controlFd: number;
+  posted: SharedArrayBuffer;
+  settings: DataPlaneSettings;
+}
+
+export interface DeviceSpec {
+  name: string;
+  /** `user_<hba>/<name>`: what the RAM store names its memory after. */
+  deviceKey: string;
+  configPath: string;
+  /** dev_size; 0: the store's own size. */
+  sizeBytes: number;
+  blockSizeBytes: number;
+  maxTransferBlocks: number;
+  writeCacheEnabled: boolean;
+  unitSerial: string;
+  allowedRoots: string[];
+  /** Test and benchmark hook: a module whose `openBackstore` replaces backstores/open.ts. */
+  openerModule?: string;
+}
+
+export interface AttachRequest {
+  type: "attach";
+  id: number;
+  token: number;
+  spec: DeviceSpec;
+  /** Where interrupts are read (the UIO fd; a pipe under the simulator) and how many bytes a read takes. */
+  waitFd: number;
+  waitReadBytes: number;
+  /** Where the doorbell's 4 bytes are written (the UIO fd; a pipe under the simulator). */
+  doorbellFd: number;
+  /** The mapping, made and unmapped by the control plane only. */
+  address: number;
+  mapBytes: number;
+  stats: SharedArrayBuffer;
+}
+
+export type ControlRequest =
+  | AttachRequest
+  | { type: "resize"; id: number; token: number; sizeBytes: number }
+  | { type: "reopen"; id: number; token: number; configPath: string; sizeBytes: number }
+  | { type: "write-cache"; id: number; token: number; enabled: boolean }
+  | { type: "detach"; id: number; token: number; destroy: boolean }
+  /** Test hook: the device's next batch throws, as a bug in the data path would. */
+  | { type: "inject-fault"; id: number; token: number };
+
+/** What the control plane learns of a store the worker opened. */
+export interface StoreSummary {
+  kind: string;
+  description: string;
+  storeSizeBytes: number;
+  sizeBytes: number;
+  warnings: string[];
+}
+
+export interface FailureReport {
+  message: string;
+  /** errorStatus() of the failure: the negative errno a netlink reply carries. */
+  status: number;
+}
+
+export type WorkerMessage =
+  | { type: "ready"; workerIndex: number }
+  | { type: "reply"; id: number; ok: true; value?: StoreSummary }
+  | { type: "reply"; id: number; ok: false; failure: FailureReport }
+  /** The device vanished (UIO reads fail); the worker stopped waiting on it. */
+  | { type: "gone"; token: number; reason: string }
+  /** The data path threw: the worker closed the device's store; the control plane reattaches it. */
+  | { type: "released"; token: number; reason: string }
+  /** MODE SELECT changed WCE. */
+  | { type: "write-cache-changed"; token: number; enabled: boolean }
+  | { type: "log"; level: "warn" | "error" | "info"; message: string };

@@ -1,0 +1,201 @@
+// One device as its data-plane worker holds it: the ring engine over the mapping the control
+// plane made, the SCSI unit, the backstore, and the accounting between them. Commands run here,
+// on the worker's thread, inside its batches; the control operations (resize, reopen, write
+// cache, drain-and-close) are the same code serve ran on the main thread before, now reached
+// through the worker's mailbox.
+import { toArrayBuffer } from "bun:ffi";
+import type { Backstore } from "../../backstores/types.ts";
+import * as libc from "../libc/libc.ts";
+import { SystemCallError } from "../libc/errno.ts";
+import { AccountingExecutor } from "../metrics/accounting-executor.ts";
+import { DeviceMetrics } from "../metrics/device-metrics.ts";
+import { RingEngine, type RingLogger } from "../ring/engine.ts";
+import { DEFAULT_IDENTITY, ScsiDevice } from "../scsi/device.ts";
+import { RingStatsWriter } from "./device-stats.ts";
+import type { AttachRequest, DeviceSpec, StoreSummary } from "./protocol.ts";
+
+export type StoreOpener = (configPath: string, sizeBytes: number) => Promise<Backstore>;
+
+export interface UnitHooks {
+  logger: RingLogger;
+  /** Completions freed room while entries wait: the worker runs this unit's ring again. */
+  onPendingWork: () => void;
+  onWriteCacheChange: (enabled: boolean) => void;
+}
+
+export class ServedUnit {
+  readonly token: number;
+  readonly spec: DeviceSpec;
+  readonly waitFd: number;
+  readonly waitReadBytes: number;
+  readonly engine: RingEngine;
+  readonly metrics: DeviceMetrics;
+  readonly #statsWriter: RingStatsWriter;
+  readonly #executor: AccountingExecutor;
+  readonly #open: StoreOpener;
+  readonly #hooks: UnitHooks;
+  readonly #doorbellFd: number;
+  readonly #doorbellWord = new Uint32Array(1);
+  #configPath: string;
+  #backstore: Backstore;
+  #scsi: ScsiDevice;
+  /** Set by the inject-fault test hook: the next batch throws. */
+  faultInjected = false;
+  detaching = false;
+
+  private constructor(request: AttachRequest, backstore: Backstore, open: StoreOpener, hooks: UnitHooks) {
+    this.token = request.token;
+    this.spec = request.spec;
+    this.waitFd = request.waitFd;
+    this.waitReadBytes = request.waitReadBytes;
+    this.#doorbellFd = request.doorbellFd;
+    this.#open = open;
+    this.#hooks = hooks;
+    this.#configPath = request.spec.configPath;
+    this.#backstore = backstore;
+    this.metrics = new DeviceMetrics(request.stats, 0);
+    this.#statsWriter = new RingStatsWriter(request.stats);
+    const sizeBytes = request.spec.sizeBytes > 0 ? request.spec.sizeBytes : backstore.sizeBytes;
+    this.#scsi = this.#buildScsi(backstore, sizeBytes, request.spec.writeCacheEnabled);
+    this.#executor = new AccountingExecutor(this.#scsi, this.metrics);
+    const memory = new Uint8Array(toArrayBuffer(request.address, 0, request.mapBytes));
+    this.engine = new RingEngine({ memory, baseAddress: request.address }, this.#ringDoorbell, this.#executor, { logger: hooks.logger });
+    this.engine.onPendingWork = hooks.onPendingWork;
+    this.publishStats();
+  }
+
+  static async open(request: AttachRequest, open: StoreOpener, hooks: UnitHooks): Promise<ServedUnit> {
+    const backstore = await open(request.spec.configPath, request.spec.sizeBytes);
+    try {
+      return new ServedUnit(request, backstore, open, hooks);
+    } catch (error) {
+      await backstore.close();
+      throw error;
+    }
+  }
+
+  get summary(): StoreSummary {
+    return {
+      kind: this.#backstore.kind,
+      description: this.#backstore.description,
+      storeSizeBytes: this.#backstore.sizeBytes,
+      sizeBytes: this.#scsi.sizeBytes,
+      warnings: [...(this.#backstore.warnings ?? [])],
+    };
+  }
+
+  readonly #ringDoorbell = (): void => {
+    const written = libc.writeRaw(this.#doorbellFd, this.#doorbellWord, 4);
+    if (written < 0) throw new SystemCallError("write", `doorbell of ${this.spec.name}`, -written);
+  };
+
+  /** One bounded batch; true when entries are still waiting to be read. */
+  processBatch(): boolean {
+    if (this.faultInjected) {
+      this.faultInjected = false;
+      throw new Error("fault injected into the data path (test hook)");
+    }
+    this.engine.processRing();
+    return this.engine.hasPendingEntries;
+  }
+
+  publishStats(): void {
+    this.#statsWriter.publish(this.engine);
+  }
+
+  #buildScsi(backstore: Backstore, sizeBytes: number, writeCacheEnabled: boolean): ScsiDevice {
+    const spec = this.spec;
+    return new ScsiDevice(backstore, {
+      name: spec.name,
+      blockSizeBytes: spec.blockSizeBytes,
+      sizeBytes,
+      maxTransferBlocks: spec.maxTransferBlocks,
+      writeCacheEnabled,
+      identity: { ...DEFAULT_IDENTITY, unitSerial: spec.unitSerial },
+      onWriteCacheChange: (enabled) => this.#hooks.onWriteCacheChange(enabled),
+    });
+  }
+
+  /** dev_size changed: a smaller or equal size needs no I/O; a larger one reopens the store. */
+  async resize(sizeBytes: number): Promise<void> {
+    const blockSizeBytes = this.#scsi.blockSizeBytes;
+    if (sizeBytes <= 0 || sizeBytes % blockSizeBytes !== 0) {
+      throw new Error(`dev_size ${sizeBytes} is not a positive multiple of the ${blockSizeBytes}-byte block size`);
+    }
+    if (sizeBytes <= this.#backstore.sizeBytes) {
+      this.#scsi.resize(sizeBytes);
+      return;
+    }
+    await this.reopen(this.#configPath, sizeBytes);
+  }
+
+  /**
+   * Serves the device from `configPath` at `sizeBytes` from now on. New commands are held back
+   * while running ones finish; the old store is closed before the new one opens (stores lock
+   * their files). If the new one cannot open, the old one is reopened and the error thrown, so
+   * the caller can veto the reconfiguration.
+   */
+  async reopen(configPath: string, sizeBytes: number): Promise<void> {
+    await this.#executor.quiesce();
+    const previous = { configPath: this.#configPath, sizeBytes: this.#scsi.sizeBytes, backstore: this.#backstore };
+    try {
+      await previous.backstore.flush();
+      await previous.backstore.close();
+      let next: Backstore;
+      try {
+        next = await this.#open(configPath, sizeBytes);
+      } catch (error) {
+        this.#swap(await this.#open(previous.configPath, previous.sizeBytes), previous.configPath, previous.sizeBytes);
+        throw error;
+      }
+      this.#swap(next, configPath, sizeBytes);
+    } finally {
+      this.#executor.resume(this.#scsi);
+    }
+  }
+
+  /** A new SCSI unit over `backstore` that keeps the old one's state (WCE, D_SENSE, pending UAs). */
+  #swap(backstore: Backstore, configPath: string, sizeBytes: number): void {
+    const previous = this.#scsi;
+    const next = this.#buildScsi(backstore, previous.sizeBytes, previous.writeCacheEnabled);
+    next.descriptorSense = previous.descriptorSense;
+    next.stopped = previous.stopped;
+    for (let attention = previous.takeUnitAttention(); attention !== undefined; attention = previous.takeUnitAttention()) {
+      next.raiseUnitAttention(attention);
+    }
+    previous.close();
+    this.#scsi = next;
+    this.#backstore = backstore;
+    this.#configPath = configPath;
+    next.resize(sizeBytes);
+  }
+
+  /** emulate_write_cache changed: turning the cache off makes what it holds durable first. */
+  async setWriteCache(enabled: boolean): Promise<void> {
+    if (!enabled && this.#scsi.writeCacheEnabled) await this.#backstore.flush();
+    this.#scsi.writeCacheEnabled = enabled;
+  }
+
+  /** Finishes everything posted (the worker no longer waits on the device), flushes, closes. */
+  async drainAndClose(destroy: boolean): Promise<void> {
+    const engine = this.engine;
+    while (!engine.broken && engine.hasPendingEntries) {
+      engine.processRing();
+      await engine.whenIdle();
+    }
+    await engine.whenIdle();
+    this.publishStats();
+    try {
+      await this.#backstore.flush();
+    } finally {
+      await this.close(destroy);
+    }
+  }
+
+  /** Releases the store without draining: after a fault, or when the drain itself failed. */
+  async close(destroy: boolean): Promise<void> {
+    this.#scsi.close();
+    if (destroy && this.#backstore.destroy !== undefined) await this.#backstore.destroy();
+    else await this.#backstore.close();
+  }
+}

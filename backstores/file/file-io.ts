@@ -16,21 +16,9 @@ export const FILE_IO_MODES: readonly FileIoMode[] = ["auto", "io_uring", "thread
  * to another thread, whatever the size. Measured on a real 6.1 kernel (docs/benchmarks.md):
  * handing 1 MiB copies to io_uring (whose io-wq does them on tmpfs) so they overlap the ring's
  * other work gained nothing at queue depth 8 and lost 15% on writes, because the completion's
- * wake-up costs as much as the copy. The override below exists to measure that again elsewhere.
+ * wake-up costs as much as the copy.
  */
 export const MEMORY_INLINE_BYTES_MAX = Number.POSITIVE_INFINITY;
-/** Overrides MEMORY_INLINE_BYTES_MAX (bytes; for measuring the trade-off on a given machine). */
-export const MEMORY_INLINE_ENVIRONMENT = "TCMU_APPLIANCE_MEMORY_INLINE_BYTES";
-
-/** MEMORY_INLINE_BYTES_MAX, or the environment's override of it. */
-export function memoryInlineBytesMax(): number {
-  const text = process.env[MEMORY_INLINE_ENVIRONMENT];
-  if (text === undefined || text === "") return MEMORY_INLINE_BYTES_MAX;
-  const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 0) throw new Error(`${MEMORY_INLINE_ENVIRONMENT}=${text}: expected a byte count`);
-  return value;
-}
-
 /** Requests in flight across all file stores; more wait for a free one (power of two). */
 export const ASYNC_REQUESTS_MAX = 256;
 

@@ -7,7 +7,7 @@ import * as libc from "../../src/libc/libc.ts";
 import { BackstoreOpenError } from "../types.ts";
 import { blockDeviceDiscards, blockDeviceSizeBytes, logicalSectorBytes } from "./block-device.ts";
 import { FileBackstore, type FileBackstoreOptions, type OpenedFile } from "./file-backstore.ts";
-import { memoryInlineBytesMax, sharedFileIo, type FileIoMode } from "./file-io.ts";
+import { MEMORY_INLINE_BYTES_MAX, sharedFileIo, type FileIoMode } from "./file-io.ts";
 import { isMemoryBacked } from "./memory-backed.ts";
 import { LIBC_SYSCALLS, type StoreSyscalls } from "./syscalls.ts";
 
@@ -91,7 +91,7 @@ export function openFileBackstore(path: string, options: FileBackstoreOpenOption
 function ioPolicy(fd: number, blockDevice: boolean, mode: FileIoMode | undefined): Partial<FileBackstoreOptions> {
   const asyncIo = sharedFileIo(mode ?? "sync");
   if (asyncIo === undefined) return {};
-  if (!blockDevice && isMemoryBacked(fd)) return { asyncIo, inlineBytesMax: memoryInlineBytesMax(), inlineDurable: true };
+  if (!blockDevice && isMemoryBacked(fd)) return { asyncIo, inlineBytesMax: MEMORY_INLINE_BYTES_MAX, inlineDurable: true };
   // "io_uring" and "threads" (tests, measurements) send every read to the engine they name.
   return { asyncIo, inlineBytesMax: 0, inlineWrites: true, nowaitReads: mode === "auto" };
 }

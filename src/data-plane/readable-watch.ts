@@ -12,7 +12,7 @@ export interface ReadableWatch {
 /** Calls `onReady` each time `fd` is readable, after reading (and discarding) `readBytes` from it. */
 export type WatchReadable = (fd: number, readBytes: number, onReady: () => void, onGone: (reason: string) => void) => ReadableWatch;
 
-const threadWatch: WatchReadable = (fd, readBytes, onReady, onGone) => new Waiter({ fd, readBytes, onWake: onReady, onGone, signal: false });
+const threadWatch: WatchReadable = (fd, readBytes, onReady, onGone) => new Waiter({ fd, readBytes, onWake: onReady, onGone });
 
 let current: WatchReadable = threadWatch;
 

@@ -27,12 +27,6 @@ export interface RingDriverOptions {
   pollWindowMaxUs?: number;
 }
 
-/**
- * Overrides POLL_WINDOW_MAX_US_DEFAULT (µs; 0 disables polling): emulated machines stretch the
- * round trip tenfold and more, and want a proportionally longer cap.
- */
-export const POLL_WINDOW_ENVIRONMENT = "TCMU_APPLIANCE_POLL_US";
-
 export class RingDriver {
   readonly engine: RingEngine;
   readonly poll: PollWindow;
@@ -41,8 +35,7 @@ export class RingDriver {
   constructor(engine: RingEngine, options: RingDriverOptions = {}) {
     this.engine = engine;
     engine.onPendingWork = this.kick;
-    const fromEnvironment = Number(process.env[POLL_WINDOW_ENVIRONMENT] ?? Number.NaN);
-    const maxUs = options.pollWindowMaxUs ?? (Number.isFinite(fromEnvironment) && fromEnvironment >= 0 ? fromEnvironment : POLL_WINDOW_MAX_US_DEFAULT);
+    const maxUs = options.pollWindowMaxUs ?? POLL_WINDOW_MAX_US_DEFAULT;
     this.poll = new PollWindow(maxUs / 1000);
   }
 

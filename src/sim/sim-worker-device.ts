@@ -50,7 +50,7 @@ export class SimWorkerDevice {
     const pipes = [interruptRead, interruptWrite, doorbellRead, doorbellWrite];
     const word = new Uint32Array(1);
     sim.onInterrupt = () => void libc.writeRaw(interruptWrite, word, 4);
-    const waiter = new Waiter({ fd: doorbellRead, readBytes: PIPE_READ_BYTES, signal: false, onWake: sim.doorbell, onGone: () => {} });
+    const waiter = new Waiter({ fd: doorbellRead, readBytes: PIPE_READ_BYTES, onWake: sim.doorbell, onGone: () => {} });
     const worker = await pool.assign();
     const holder: { device?: SimWorkerDevice } = {};
     const token = worker.register({

@@ -1,15 +1,11 @@
-// Calls `onWake` after each interrupt without ever blocking the event loop. A UIO device (a
-// character device) is waited for with SIGIO on the event loop's own thread (signal-waiter.ts):
-// one wake-up per interrupt instead of two. Anything else (an eventfd in tests, the io_uring
-// completion eventfd), or a device that refuses O_ASYNC, gets the wait worker: a thread blocked
-// in epoll that wakes the main thread through Atomics.notify, stopped through its eventfd.
+// Calls `onWake` each time a descriptor is readable, without ever blocking the event loop: a
+// wait worker blocks in epoll and wakes this thread through Atomics.notify, and is stopped
+// through its eventfd. For descriptors watched outside a data-plane worker (a worker's own epoll
+// watches its devices and completion eventfds itself): the simulator's doorbell pipe, the
+// file engines' completion eventfd in tools and in-process tests.
 import * as libc from "../libc/libc.ts";
 import { UIO_WAIT_WORKER_URL } from "../worker-urls.ts";
-import { isCharacterDevice, SignalWaiter } from "./signal-waiter.ts";
 import { WAIT_COUNTER_INDEX, WAIT_STATE_GONE, WAIT_STATE_INDEX, type WaitWorkerStart } from "./wait-protocol.ts";
-
-/** TCMU_APPLIANCE_UIO_WAIT=thread keeps the wait worker even for UIO devices (comparison, fallback). */
-export const UIO_WAIT_ENVIRONMENT = "TCMU_APPLIANCE_UIO_WAIT";
 
 export interface WaiterOptions {
   /** The descriptor to wait on: /dev/uioN, or an eventfd in tests. */
@@ -18,23 +14,16 @@ export interface WaiterOptions {
   onWake: () => void;
   /** The device vanished (reads fail) or the worker died: called once, the waiter has stopped. */
   onGone: (reason: string) => void;
-  /** Wait with SIGIO (default: for character devices, unless UIO_WAIT_ENVIRONMENT says thread). */
-  signal?: boolean;
 }
 
 export class Waiter {
-  /** "signal": SIGIO on the event loop's thread; "thread": the wait worker. */
-  readonly mode: "signal" | "thread";
-  readonly #impl: SignalWaiter | ThreadWaiter;
+  readonly #impl: ThreadWaiter;
 
   constructor(options: WaiterOptions) {
-    const signal = options.signal ?? (process.env[UIO_WAIT_ENVIRONMENT] !== "thread" && isCharacterDevice(options.fd));
-    const signalWaiter = signal ? SignalWaiter.start(options) : undefined;
-    this.mode = signalWaiter === undefined ? "thread" : "signal";
-    this.#impl = signalWaiter ?? new ThreadWaiter(options);
+    this.#impl = new ThreadWaiter(options);
   }
 
-  /** Stops waiting; with the worker, waits for it to leave its epoll_wait. */
+  /** Stops waiting; waits for the worker to leave its epoll_wait. */
   stop(): Promise<void> {
     return this.#impl.stop();
   }

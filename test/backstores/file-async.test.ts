@@ -5,7 +5,7 @@
 // inline while sending disk reads and durable writes async.
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import { readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
-import { closeSharedFileIo, effectiveFileIoMode, setDefaultFileIoMode, MEMORY_INLINE_ENVIRONMENT, sharedFileIo, type FileIoMode } from "../../backstores/file/file-io.ts";
+import { closeSharedFileIo, effectiveFileIoMode, setDefaultFileIoMode, sharedFileIo, type FileIoMode } from "../../backstores/file/file-io.ts";
 import { FileBackstore } from "../../backstores/file/file-backstore.ts";
 import { openFileBackstore } from "../../backstores/file/open-file.ts";
 import { LIBC_SYSCALLS } from "../../backstores/file/syscalls.ts";
@@ -135,22 +135,6 @@ describe("file store I/O policy", () => {
     expect(store.write(0, 4096, buffer.segments(4096), 0, true)).toBeUndefined();
     expect(store.read(0, 1024 * 1024, buffer.segments(1024 * 1024), 0)).toBeUndefined();
     expect(store.flush()).toBeUndefined();
-  });
-
-  test(`${MEMORY_INLINE_ENVIRONMENT} sends bigger copies of a file in memory to the engine`, async () => {
-    const saved = process.env[MEMORY_INLINE_ENVIRONMENT];
-    cleanups.push(() => {
-      if (saved === undefined) delete process.env[MEMORY_INLINE_ENVIRONMENT];
-      else process.env[MEMORY_INLINE_ENVIRONMENT] = saved;
-    });
-    process.env[MEMORY_INLINE_ENVIRONMENT] = String(128 * 1024);
-    const store = memoryStore();
-    const buffer = new MappedBuffer(1024 * 1024);
-    cleanups.push(() => buffer.release());
-    expect(store.read(0, 4096, buffer.segments(4096), 0)).toBeUndefined();
-    const big = store.read(0, 1024 * 1024, buffer.segments(1024 * 1024), 0);
-    expect(big).toBeInstanceOf(Promise);
-    await big;
   });
 
   test("on a disk file system cached reads and buffered writes run inline, durable writes and flushes go async", async () => {

@@ -2,14 +2,21 @@
 // latency percentiles. Everything runs in-process: no root, no kernel module. The simulator
 // stands in for target_core_user, so the numbers are the handler's cost (ring, SCSI, backstore)
 // plus the simulator's, never the kernel's.
-import type { SimDevice } from "../sim/sim-device.ts";
+import type { Completion, SubmitOptions } from "../sim/kernel-sim.ts";
+
+/** A simulated device in-process (SimDevice) or on a data-plane worker (SimWorkerDevice). */
+export interface BenchTarget {
+  readonly blockSizeBytes: number;
+  readonly sizeBytes: number;
+  submit(cdb: Uint8Array, options?: SubmitOptions): Promise<Completion>;
+}
 
 export type BenchPattern = "rand" | "seq";
 export type BenchOperation = "read" | "write";
 
 export interface SimBenchJob {
   label: string;
-  device: SimDevice;
+  device: BenchTarget;
   ioBytes: number;
   queueDepth: number;
   pattern: BenchPattern;
@@ -41,9 +48,9 @@ const U32_SPAN = 0x1_0000_0000;
 
 export async function runSimBench(job: SimBenchJob): Promise<SimBenchResult> {
   const device = job.device;
-  const blockBytes = device.scsi.blockSizeBytes;
+  const blockBytes = device.blockSizeBytes;
   const blocksPerIo = job.ioBytes / blockBytes;
-  const capacityIos = Math.floor(device.scsi.sizeBytes / job.ioBytes);
+  const capacityIos = Math.floor(device.sizeBytes / job.ioBytes);
   const payload = new Uint8Array(job.ioBytes).fill(0x5a);
   const latencies = new Float64Array(Math.min(LATENCY_SAMPLES_MAX, 64 + job.durationMs * 2000));
   const options = job.operation === "read" ? { dataInBytes: job.ioBytes, gatherDataIn: false } : { dataOut: payload };

@@ -1,10 +1,12 @@
 // `tcmu-appliance bench`: in-process benchmarks through the kernel simulator (no root needed):
 // RAM, file and qcow2 stores × 4 KiB / 64 KiB / 1 MiB × QD 1 and 32 × random and sequential ×
 // read and write (qcow2 is served read-only). Flags narrow the matrix; each case runs --seconds.
-import { tmpdir } from "node:os";
+// `--devices N --threads M,…` instead measures aggregate throughput over data-plane workers.
+import { availableParallelism, tmpdir } from "node:os";
 import { defineCommand } from "citty";
 import { z } from "zod";
 import { closeSharedFileIo, FILE_IO_MODES } from "../../backstores/file/file-io.ts";
+import { formatScaling, runScalingBench } from "../bench/scaling-bench.ts";
 import { BENCH_IO_BYTES_MAX, BENCH_STORE_KINDS, openBenchStore, type BenchStoreKind } from "../bench/bench-stores.ts";
 import { formatResults, runSimBench, type BenchOperation, type BenchPattern, type SimBenchResult } from "../bench/sim-bench.ts";
 
@@ -31,6 +33,11 @@ const BenchArgs = z.object({
   ops: listOf(["read", "write"] as const),
   io: z.enum(FILE_IO_MODES as ["auto", ...string[]]),
   dir: z.string().min(1),
+  devices: z.coerce.number().int("must be a whole number").min(1).max(256).optional(),
+  threads: z
+    .string()
+    .transform((text) => text.split(",").map(Number))
+    .pipe(z.array(z.number().int().min(1).max(256)).min(1)),
 });
 
 export const benchCommand = defineCommand({
@@ -45,6 +52,8 @@ export const benchCommand = defineCommand({
     ops: { type: "string", description: "Comma-separated: read, write", default: "read,write" },
     io: { type: "string", description: "File store I/O: auto, io_uring, threads or sync", default: "auto" },
     dir: { type: "string", description: "Directory for image files (the file system measured)", default: tmpdir() },
+    devices: { type: "string", description: "Scaling run: this many RAM devices on data-plane workers at once (4k randread at --qd)" },
+    threads: { type: "string", description: "Scaling run: comma-separated worker-thread counts to compare", default: `1,2,${availableParallelism()}` },
   },
   async run({ args }) {
     const parsed = BenchArgs.safeParse({
@@ -57,6 +66,8 @@ export const benchCommand = defineCommand({
       ops: args.ops,
       io: args.io,
       dir: args.dir,
+      devices: args.devices,
+      threads: args.threads,
     });
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
@@ -65,6 +76,11 @@ export const benchCommand = defineCommand({
       process.exit(2);
     }
     const options = parsed.data;
+    if (options.devices !== undefined) {
+      const scaling = await runScalingBench({ devices: options.devices, threads: [...new Set(options.threads)], seconds: options.seconds, queueDepth: Math.max(...options.qd), ioBytes: 4096 });
+      console.log(formatScaling(scaling));
+      return;
+    }
     const results: SimBenchResult[] = [];
     try {
       for (const kind of options.backstores) await benchStore(kind, options, results);

@@ -43,6 +43,14 @@ export class SimDevice {
     this.sim.onInterrupt = this.driver.kick;
   }
 
+  get blockSizeBytes(): number {
+    return this.scsi.blockSizeBytes;
+  }
+
+  get sizeBytes(): number {
+    return this.scsi.sizeBytes;
+  }
+
   submit(cdb: Uint8Array | number[], options?: SubmitOptions): Promise<Completion> {
     return this.sim.submit(cdb instanceof Uint8Array ? cdb : Uint8Array.from(cdb), options);
   }

@@ -28,17 +28,19 @@ export class SimWorkerDevice {
   readonly engine: RingStatsReader;
   readonly store: StoreSummary;
   readonly released: string[] = [];
+  readonly blockSizeBytes: number;
   readonly #token: number;
   readonly #pipes: number[];
   readonly #doorbellWaiter: Waiter;
 
-  private constructor(sim: KernelSim, worker: DataPlaneWorker, token: number, stats: SharedArrayBuffer, store: StoreSummary, pipes: number[], waiter: Waiter) {
+  private constructor(sim: KernelSim, worker: DataPlaneWorker, token: number, stats: SharedArrayBuffer, store: StoreSummary, pipes: number[], waiter: Waiter, blockSizeBytes: number) {
     this.sim = sim;
     this.worker = worker;
     this.#token = token;
     this.metrics = new DeviceMetrics(stats, 0);
     this.engine = new RingStatsReader(stats);
     this.store = store;
+    this.blockSizeBytes = blockSizeBytes;
     this.#pipes = pipes;
     this.#doorbellWaiter = waiter;
   }
@@ -87,7 +89,7 @@ export class SimWorkerDevice {
         mapBytes: sim.mapBytes,
         stats,
       });
-      holder.device = new SimWorkerDevice(sim, worker, token, stats, store, pipes, waiter);
+      holder.device = new SimWorkerDevice(sim, worker, token, stats, store, pipes, waiter, spec.blockSizeBytes);
       return holder.device;
     } catch (error) {
       worker.unregister(token);
@@ -96,6 +98,10 @@ export class SimWorkerDevice {
       sim.close();
       throw error;
     }
+  }
+
+  get sizeBytes(): number {
+    return this.store.sizeBytes;
   }
 
   submit(cdb: Uint8Array | number[], options?: SubmitOptions): Promise<Completion> {

@@ -8,8 +8,8 @@
 # Needs: dist/tcmu-appliance built (bun run build — never while a VM is running), the VM
 # harness (scripts/vm), fio, jq, tcmu-runner (apt-get install tcmu-runner) on the host.
 # Env: VM_TIMEOUT (default 1500), BENCH_RUNTIME_S, BENCH_TARGETS, BENCH_JOBS, BENCH_PROFILE
-# (see bench.sh), APPLIANCE_BIN (default dist/tcmu-appliance), and TCMU_APPLIANCE_POLL_US,
-# _FILE_IO, _MEMORY_INLINE_BYTES, _UIO_WAIT (passed to serve; defaults are what is measured).
+# (see bench.sh), APPLIANCE_BIN (default dist/tcmu-appliance), and BENCH_SERVE_ARGS (extra
+# serve flags, e.g. "--poll-us 200" or "--data-plane-threads 1"; defaults are what is measured).
 # TCG runs everything 10-50x slower than native: compare the columns of one run only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +27,7 @@ out=${1:-$PWD/.vm-cache/bench-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
 export VM_TIMEOUT=${VM_TIMEOUT:-1500}
 export VM_OUT_DIR=$out
-export VM_GUEST_ENV="BENCH_RUNTIME_S BENCH_TARGETS BENCH_JOBS BENCH_PROFILE APPLIANCE_BIN TCMU_APPLIANCE_FILE_IO TCMU_APPLIANCE_MEMORY_INLINE_BYTES TCMU_APPLIANCE_POLL_US TCMU_APPLIANCE_UIO_WAIT"
+export VM_GUEST_ENV="BENCH_RUNTIME_S BENCH_TARGETS BENCH_JOBS BENCH_PROFILE APPLIANCE_BIN BENCH_SERVE_ARGS"
 status=0
 bash scripts/vm/run-vm.sh scripts/vm/guest/bench.sh >"$out/console.log" 2>&1 || status=$?
 grep -E '^(PASS|FAIL|SKIP|#|RESULT)' "$out/console.log" || true

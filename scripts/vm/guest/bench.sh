@@ -179,7 +179,9 @@ if grep -qwE 'ram|file' <<<"$TARGETS"; then
 	# Serve runs before the devices come and until they are gone: once tcmu-runner has turned
 	# on netlink replies (SET_FEATURES, kernel-wide), enable and rmdir of a user device wait for
 	# a handler's reply, and ours gives it.
-	start_appliance --allow-root "$IMAGES" || { fail start "appliance did not start"; finish; }
+	# BENCH_SERVE_ARGS: extra serve flags to measure (e.g. "--poll-us 200 --file-io threads").
+	# shellcheck disable=SC2086
+	start_appliance --allow-root "$IMAGES" ${BENCH_SERVE_ARGS:-} || { fail start "appliance did not start"; finish; }
 	grep -qw ram <<<"$TARGETS" && create_user_device bench_ram appliance/ram/benchram
 	grep -qw file <<<"$TARGETS" && create_user_device bench_file "appliance/file/$IMAGES/ours.img"
 	grep -qw ram <<<"$TARGETS" && { wait_for_log 'attached uio[0-9]+ bench_ram' 90 || fail attach-ram "no attach line"; }

@@ -5,10 +5,10 @@ import type { IoResult } from "../../backstores/types.ts";
 import type { ScsiCommand } from "../ring/command.ts";
 import { checkDataOut, checkLbaRange, checkNoProtection, checkTransferLength, checkWritable, writeMustBeDurable } from "./block-checks.ts";
 import * as cdbFields from "./cdb.ts";
-import type { ScsiDevice } from "./device.ts";
 import { IoBuffer } from "./io-buffer.ts";
 import { NO_TICKET } from "./lba-lock.ts";
 import { readBlocks, withRange } from "./locked-io.ts";
+import type { LogicalUnit } from "./logical-unit.ts";
 import { CONTROL_NACA, type OpcodeRow } from "./table.ts";
 
 export const READ_6 = 0x08;
@@ -40,7 +40,7 @@ const LAYOUT_12: RwLayout = { lbaOf: cdbFields.lba12, blocksOf: cdbFields.transf
 const LAYOUT_16: RwLayout = { lbaOf: cdbFields.lba16, blocksOf: cdbFields.transferLength16, lbaAt: 2, lengthAt: 10, hasFlags: true };
 
 function readCommand(layout: RwLayout) {
-  return (device: ScsiDevice, command: ScsiCommand): IoResult => {
+  return (device: LogicalUnit, command: ScsiCommand): IoResult => {
     const cdb = command.cdb;
     if (layout.hasFlags && !checkNoProtection(device, command)) return;
     const lba = layout.lbaOf(cdb);
@@ -64,7 +64,7 @@ function readCommand(layout: RwLayout) {
  * first bytes of the data, as many as it holds — a cut last block included, as fileio reads a
  * short length; the engine reports the residual with READ_LEN. Rare, so not on the fast path.
  */
-async function readIntoShortBuffer(device: ScsiDevice, command: ScsiCommand, lba: number): Promise<void> {
+async function readIntoShortBuffer(device: LogicalUnit, command: ScsiCommand, lba: number): Promise<void> {
   const blockSize = device.blockSizeBytes;
   const bufferBytes = command.dataIn.totalBytes;
   const wholeBlocks = Math.floor(bufferBytes / blockSize);
@@ -88,12 +88,12 @@ async function readIntoShortBuffer(device: ScsiDevice, command: ScsiCommand, lba
   }
 }
 
-async function readAfterWaiting(device: ScsiDevice, command: ScsiCommand, lba: number, blocks: number): Promise<void> {
+async function readAfterWaiting(device: LogicalUnit, command: ScsiCommand, lba: number, blocks: number): Promise<void> {
   const ticket = await device.rangeLock.acquire(lba, lba + blocks, false);
   return readLocked(device, command, lba, blocks, ticket);
 }
 
-function readLocked(device: ScsiDevice, command: ScsiCommand, lba: number, blocks: number, ticket: number): IoResult {
+function readLocked(device: LogicalUnit, command: ScsiCommand, lba: number, blocks: number, ticket: number): IoResult {
   const lengthBytes = blocks * device.blockSizeBytes;
   let pending: IoResult;
   try {
@@ -121,7 +121,7 @@ function readLocked(device: ScsiDevice, command: ScsiCommand, lba: number, block
 }
 
 function writeCommand(layout: RwLayout) {
-  return (device: ScsiDevice, command: ScsiCommand): IoResult => {
+  return (device: LogicalUnit, command: ScsiCommand): IoResult => {
     const cdb = command.cdb;
     if (layout.hasFlags && !checkNoProtection(device, command)) return;
     const lba = layout.lbaOf(cdb);
@@ -138,12 +138,12 @@ function writeCommand(layout: RwLayout) {
   };
 }
 
-async function writeAfterWaiting(device: ScsiDevice, command: ScsiCommand, lba: number, blocks: number, durable: boolean): Promise<void> {
+async function writeAfterWaiting(device: LogicalUnit, command: ScsiCommand, lba: number, blocks: number, durable: boolean): Promise<void> {
   const ticket = await device.rangeLock.acquire(lba, lba + blocks, false);
   return writeLocked(device, command, lba, blocks, durable, ticket);
 }
 
-function writeLocked(device: ScsiDevice, command: ScsiCommand, lba: number, blocks: number, durable: boolean, ticket: number): IoResult {
+function writeLocked(device: LogicalUnit, command: ScsiCommand, lba: number, blocks: number, durable: boolean, ticket: number): IoResult {
   let pending: IoResult;
   try {
     pending = device.backstore.write(lba * device.blockSizeBytes, blocks * device.blockSizeBytes, command.data, 0, durable);

@@ -4,7 +4,7 @@ import type { IoResult } from "../../backstores/types.ts";
 import type { ScsiCommand } from "../ring/command.ts";
 import { checkLbaRange } from "./block-checks.ts";
 import { cdbU16, cdbU32, cdbU64 } from "./cdb.ts";
-import type { ScsiDevice } from "./device.ts";
+import type { LogicalUnit } from "./logical-unit.ts";
 import { CONTROL_NACA, type OpcodeRow } from "./table.ts";
 
 export const SYNCHRONIZE_CACHE_10 = 0x35;
@@ -27,7 +27,7 @@ const LBA_AT = 2;
  * is done before status either way, which is what IMMED=0 asks and IMMED=1 permits.
  */
 function synchronizeCache(layout: RangeLayout) {
-  return (device: ScsiDevice, command: ScsiCommand): IoResult => {
+  return (device: LogicalUnit, command: ScsiCommand): IoResult => {
     const lba = layout.lbaOf(command.cdb);
     if (!checkLbaRange(device, command, lba, layout.blocksOf(command.cdb), LBA_AT)) return;
     let pending: IoResult;
@@ -49,7 +49,7 @@ function synchronizeCache(layout: RangeLayout) {
  * error, is never returned. PREFETCH LENGTH 0 means to the end of the medium.
  */
 function preFetch(layout: RangeLayout) {
-  return (device: ScsiDevice, command: ScsiCommand): void => {
+  return (device: LogicalUnit, command: ScsiCommand): void => {
     checkLbaRange(device, command, layout.lbaOf(command.cdb), layout.blocksOf(command.cdb), LBA_AT);
   };
 }

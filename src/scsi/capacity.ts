@@ -1,7 +1,7 @@
 // READ CAPACITY (10) and (16), SBC-3 5.16 and 5.17.
 import type { ScsiCommand } from "../ring/command.ts";
 import { cdbU32, putU16, putU32, putU64 } from "./cdb.ts";
-import type { ScsiDevice } from "./device.ts";
+import type { LogicalUnit } from "./logical-unit.ts";
 import { INVALID_FIELD_IN_CDB } from "./sense.ts";
 import { CONTROL_NACA, type OpcodeRow } from "./table.ts";
 
@@ -14,7 +14,7 @@ const READ_CAPACITY_16_BYTES = 32;
 /** PMI, byte 8 bit 0 of READ CAPACITY(10). */
 const PMI_BIT = 0x01;
 
-function readCapacity10(device: ScsiDevice, command: ScsiCommand): void {
+function readCapacity10(device: LogicalUnit, command: ScsiCommand): void {
   const cdb = command.cdb;
   // SBC-2 (obsolete in SBC-3, still checked by compliance suites and by the kernel): with
   // PMI = 0 the LOGICAL BLOCK ADDRESS field must be zero.
@@ -28,7 +28,7 @@ function readCapacity10(device: ScsiDevice, command: ScsiCommand): void {
   device.replyScratch(command, READ_CAPACITY_10_BYTES, READ_CAPACITY_10_BYTES);
 }
 
-function readCapacity16(device: ScsiDevice, command: ScsiCommand): void {
+function readCapacity16(device: LogicalUnit, command: ScsiCommand): void {
   const data = device.scratch;
   const capabilities = device.backstore.capabilities;
   data.fill(0, 0, READ_CAPACITY_16_BYTES);

@@ -8,10 +8,10 @@ import type { IoResult } from "../../backstores/types.ts";
 import type { ScsiCommand } from "../ring/command.ts";
 import { checkDataOut, checkLbaRange, checkNoProtection, checkWritable, writeMustBeDurable } from "./block-checks.ts";
 import { cdbU64 } from "./cdb.ts";
-import type { ScsiDevice } from "./device.ts";
 import { IoBuffer, firstDifference } from "./io-buffer.ts";
 import { compareAndWriteBlocksMax } from "./limits.ts";
 import { readBlocks, withRange, writeBlocks } from "./locked-io.ts";
+import type { LogicalUnit } from "./logical-unit.ts";
 import { INVALID_FIELD_IN_CDB, MISCOMPARE_DURING_VERIFY } from "./sense.ts";
 import { CONTROL_NACA, type OpcodeRow } from "./table.ts";
 
@@ -21,7 +21,7 @@ const LBA_AT = 2;
 const NUMBER_OF_BLOCKS_AT = 13;
 const FUA_BIT = 0x08;
 
-function compareAndWrite(device: ScsiDevice, command: ScsiCommand): IoResult {
+function compareAndWrite(device: LogicalUnit, command: ScsiCommand): IoResult {
   const cdb = command.cdb;
   if (!checkNoProtection(device, command)) return;
   const lba = cdbU64(cdb, LBA_AT);
@@ -40,7 +40,7 @@ function compareAndWrite(device: ScsiDevice, command: ScsiCommand): IoResult {
   return compareThenWrite(device, command, lba, blocks, durable);
 }
 
-async function compareThenWrite(device: ScsiDevice, command: ScsiCommand, lba: number, blocks: number, durable: boolean): Promise<void> {
+async function compareThenWrite(device: LogicalUnit, command: ScsiCommand, lba: number, blocks: number, durable: boolean): Promise<void> {
   const halfBytes = blocks * device.blockSizeBytes;
   const medium = new IoBuffer(halfBytes);
   const verifyData = new Uint8Array(halfBytes);

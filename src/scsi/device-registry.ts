@@ -4,29 +4,31 @@
 //
 // This is deliberately process-wide state, like the kernel's g_device_list: a copy may span any
 // two devices served here. Entries are weak, so a device dropped without close() (a test that
-// forgets) cannot pin its backstore in memory; close() is still the way to leave.
-import type { ScsiDevice } from "./device.ts";
+// forgets) cannot pin its backstore in memory; close() is still the way to leave. The registry
+// holds CopyUnits, not devices: what the copy manager needs of a peer, which a proxy for a device
+// on another thread can provide as well (its owner must keep it alive: entries are weak).
+import type { CopyUnit, CopyUnitLookup } from "./logical-unit.ts";
 
-export class DeviceRegistry {
-  readonly #byNaa = new Map<string, WeakRef<ScsiDevice>[]>();
+export class DeviceRegistry implements CopyUnitLookup {
+  readonly #byNaa = new Map<string, WeakRef<CopyUnit>[]>();
 
-  register(naaKey: string, device: ScsiDevice): void {
+  register(naaKey: string, unit: CopyUnit): void {
     const entries = this.#live(naaKey);
-    if (!entries.some((entry) => entry.deref() === device)) entries.push(new WeakRef(device));
+    if (!entries.some((entry) => entry.deref() === unit)) entries.push(new WeakRef(unit));
     this.#byNaa.set(naaKey, entries);
   }
 
-  unregister(naaKey: string, device: ScsiDevice): void {
-    const entries = this.#live(naaKey).filter((entry) => entry.deref() !== device);
+  unregister(naaKey: string, unit: CopyUnit): void {
+    const entries = this.#live(naaKey).filter((entry) => entry.deref() !== unit);
     if (entries.length === 0) this.#byNaa.delete(naaKey);
     else this.#byNaa.set(naaKey, entries);
   }
 
   /**
-   * The one open device with this designator. Two devices whose serials give the same NAA are
+   * The one open unit with this designator. Two units whose serials give the same NAA are
    * ambiguous; a copy manager must not guess between them, so neither is returned.
    */
-  find(naaKey: string): ScsiDevice | undefined {
+  find(naaKey: string): CopyUnit | undefined {
     const entries = this.#live(naaKey);
     if (entries.length !== 1) return undefined;
     return entries[0]!.deref();
@@ -38,7 +40,7 @@ export class DeviceRegistry {
     return count;
   }
 
-  #live(naaKey: string): WeakRef<ScsiDevice>[] {
+  #live(naaKey: string): WeakRef<CopyUnit>[] {
     const entries = (this.#byNaa.get(naaKey) ?? []).filter((entry) => entry.deref() !== undefined);
     if (entries.length === 0) this.#byNaa.delete(naaKey);
     return entries;

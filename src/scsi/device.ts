@@ -1,13 +1,18 @@
 // A SCSI logical unit: the executor the ring engine hands commands to. It looks the CDB up in the
 // opcode table and runs the row; it owns the unit's state (mode parameters, unit attentions,
-// started/stopped, the LBA range lock) and turns backstore failures into sense.
+// started/stopped, the LBA range lock) and turns backstore failures into sense. Commands see it
+// only as a LogicalUnit, and other devices' EXTENDED COPY only as a CopyUnit (logical-unit.ts),
+// so no command file imports this one.
 import { BackstoreError, type Backstore, type IoResult } from "../../backstores/types.ts";
 import { NO_DATA_IN, SAM_STAT_TASK_ABORTED, type ScsiCommand } from "../ring/command.ts";
+import type { DataSegments } from "../ring/data-segments.ts";
 import type { CommandExecutor } from "../ring/engine.ts";
 import { ALL_COMMANDS } from "./commands.ts";
 import { PROCESS_DEVICE_REGISTRY, type DeviceRegistry } from "./device-registry.ts";
 import { naaDesignator, naaKey, unitSerialFor } from "./identity.ts";
 import { LbaRangeLock } from "./lba-lock.ts";
+import { withLockedRange } from "./locked-io.ts";
+import type { LogicalUnit } from "./logical-unit.ts";
 import * as sense from "./sense.ts";
 import { CONTROL_NACA, OpcodeTable, SERVICE_ACTION_OPCODES } from "./table.ts";
 
@@ -63,7 +68,7 @@ export const UNIT_ATTENTIONS_MAX = 8;
 
 const SHARED_TABLE = new OpcodeTable(ALL_COMMANDS);
 
-export class ScsiDevice implements CommandExecutor {
+export class ScsiDevice implements CommandExecutor, LogicalUnit {
   readonly backstore: Backstore;
   readonly config: ScsiDeviceConfig;
   readonly table: OpcodeTable;
@@ -122,6 +127,11 @@ export class ScsiDevice implements CommandExecutor {
     return this.#closed;
   }
 
+  /** A read-only backstore: writes get WRITE PROTECTED, and EXTENDED COPY will not write here. */
+  get writeProtected(): boolean {
+    return this.backstore.capabilities.readOnly;
+  }
+
   get registry(): DeviceRegistry {
     return this.#registry;
   }
@@ -151,6 +161,23 @@ export class ScsiDevice implements CommandExecutor {
     if (sizeBytes === this.#sizeBytes) return;
     this.#sizeBytes = sizeBytes;
     this.raiseUnitAttention(sense.CAPACITY_DATA_HAS_CHANGED);
+  }
+
+  /** Runs `work` while holding [lba, lba + blocks) of this unit's range lock (CopyUnit). */
+  withRange<T>(lba: number, blocks: number, exclusive: boolean, work: () => Promise<T>): Promise<T> {
+    return withLockedRange(this.rangeLock, lba, blocks, exclusive, work);
+  }
+
+  /** Block read with no lock taken (CopyUnit); the caller holds the range. */
+  readBlocks(lba: number, blocks: number, target: DataSegments, targetStartBytes: number): IoResult {
+    const blockSize = this.blockSizeBytes;
+    return this.backstore.read(lba * blockSize, blocks * blockSize, target, targetStartBytes);
+  }
+
+  /** Block write with no lock taken (CopyUnit); the caller holds the range. */
+  writeBlocks(lba: number, blocks: number, source: DataSegments, sourceStartBytes: number, durable: boolean): IoResult {
+    const blockSize = this.blockSizeBytes;
+    return this.backstore.write(lba * blockSize, blocks * blockSize, source, sourceStartBytes, durable);
   }
 
   /** Leaves the device registry: EXTENDED COPY can no longer name this unit. Idempotent. */

@@ -2,8 +2,8 @@
 // segment descriptors. Parsed whole into copy segments between resolved devices, or into the
 // one sense reason (with the field pointer) that rejects it.
 import { cdbU64Exact, paramU16, paramU32, paramU64 } from "./cdb.ts";
-import type { ScsiDevice } from "./device.ts";
 import { NAA_DESIGNATOR_BYTES, naaKey } from "./identity.ts";
+import type { CopyUnit, LogicalUnit } from "./logical-unit.ts";
 import {
   COPY_TARGET_DEVICE_NOT_REACHABLE,
   INVALID_FIELD_IN_PARAMETER_LIST,
@@ -33,8 +33,8 @@ export const SEGMENT_BLOCK_TO_BLOCK = 0x02;
 const SEGMENT_BLOCK_TO_BLOCK_LENGTH = 0x18;
 
 export interface CopySegment {
-  source: ScsiDevice;
-  destination: ScsiDevice;
+  source: CopyUnit;
+  destination: CopyUnit;
   sourceLba: number;
   destinationLba: number;
   blocks: number;
@@ -56,7 +56,7 @@ interface TargetDescriptor {
   diskBlockLength: number;
 }
 
-export function parseCopyParameters(device: ScsiDevice, list: Uint8Array, listBytes: number): CopySegment[] | CopyRejection {
+export function parseCopyParameters(device: LogicalUnit, list: Uint8Array, listBytes: number): CopySegment[] | CopyRejection {
   const targetListBytes = paramU16(list, 2);
   const segmentListBytes = paramU32(list, 8);
   const inlineDataBytes = paramU32(list, 12);
@@ -110,7 +110,7 @@ function parseTargetDescriptor(list: Uint8Array, at: number): TargetDescriptor |
   };
 }
 
-function parseBlockSegment(device: ScsiDevice, list: Uint8Array, at: number, targets: TargetDescriptor[]): CopySegment | CopyRejection {
+function parseBlockSegment(device: LogicalUnit, list: Uint8Array, at: number, targets: TargetDescriptor[]): CopySegment | CopyRejection {
   const source = resolveTarget(device, targets, paramU16(list, at + 4), at + 4);
   if ("reason" in source) return source;
   const destination = resolveTarget(device, targets, paramU16(list, at + 6), at + 6);
@@ -124,12 +124,12 @@ function parseBlockSegment(device: ScsiDevice, list: Uint8Array, at: number, tar
   const destinationLba = paramU64(list, at + 20);
   const outOfRange = checkRange(source, sourceLba, blocks, list, at + 12) ?? checkRange(destination, destinationLba, blocks, list, at + 20);
   if (outOfRange !== undefined) return outOfRange;
-  if (destination.backstore.capabilities.readOnly) return { reason: WRITE_PROTECTED };
+  if (destination.writeProtected) return { reason: WRITE_PROTECTED };
   return { source, destination, sourceLba, destinationLba, blocks };
 }
 
-/** The device a descriptor index names: this one, or another of this process (by NAA). */
-function resolveTarget(device: ScsiDevice, targets: TargetDescriptor[], index: number, fieldAt: number): ScsiDevice | CopyRejection {
+/** The unit a descriptor index names: this one, or another of this process (by NAA). */
+function resolveTarget(device: LogicalUnit, targets: TargetDescriptor[], index: number, fieldAt: number): CopyUnit | CopyRejection {
   const target = targets[index];
   if (target === undefined) return atParameter(INVALID_FIELD_IN_PARAMETER_LIST, fieldAt);
   // Like the kernel, the receiving device is matched first; others through the registry.
@@ -141,8 +141,8 @@ function resolveTarget(device: ScsiDevice, targets: TargetDescriptor[], index: n
   return found;
 }
 
-function checkRange(device: ScsiDevice, lba: number, blocks: number, list: Uint8Array, lbaAt: number): CopyRejection | undefined {
-  const capacity = device.capacityBlocks;
+function checkRange(unit: CopyUnit, lba: number, blocks: number, list: Uint8Array, lbaAt: number): CopyRejection | undefined {
+  const capacity = unit.capacityBlocks;
   if (lba <= capacity && blocks <= capacity - lba) return undefined;
   return { reason: LBA_OUT_OF_RANGE, details: { information: Number.isFinite(lba) ? lba : cdbU64Exact(list, lbaAt) } };
 }

@@ -7,7 +7,6 @@ import type { IoResult } from "../../backstores/types.ts";
 import type { ScsiCommand } from "../ring/command.ts";
 import { writeMustBeDurable } from "./block-checks.ts";
 import { cdbU32, putU16, putU32 } from "./cdb.ts";
-import type { ScsiDevice } from "./device.ts";
 import {
   COPY_DESCRIPTOR_LIST_BYTES_MAX,
   COPY_HEADER_BYTES,
@@ -21,6 +20,7 @@ import {
 } from "./extended-copy-parse.ts";
 import { IoBuffer } from "./io-buffer.ts";
 import { chunkBlocks, readBlocks, withRange, writeBlocks } from "./locked-io.ts";
+import type { LogicalUnit } from "./logical-unit.ts";
 import { INVALID_FIELD_IN_COMMAND_IU, PARAMETER_LIST_LENGTH_ERROR } from "./sense.ts";
 import { CONTROL_NACA, type OpcodeRow } from "./table.ts";
 
@@ -29,7 +29,7 @@ export const EXTENDED_COPY_LID1 = 0x00;
 export const RECEIVE_COPY_RESULTS = 0x84;
 export const RCR_OPERATING_PARAMETERS = 0x03;
 
-function extendedCopy(device: ScsiDevice, command: ScsiCommand): IoResult {
+function extendedCopy(device: LogicalUnit, command: ScsiCommand): IoResult {
   const listBytes = cdbU32(command.cdb, 10);
   // SPC-4 6.4.1: a zero-length parameter list copies nothing and is not an error.
   if (listBytes === 0) return;
@@ -43,7 +43,7 @@ function extendedCopy(device: ScsiDevice, command: ScsiCommand): IoResult {
   return copySegments(device, command, parsed);
 }
 
-async function copySegments(device: ScsiDevice, command: ScsiCommand, segments: CopySegment[]): Promise<void> {
+async function copySegments(device: LogicalUnit, command: ScsiCommand, segments: CopySegment[]): Promise<void> {
   try {
     for (const segment of segments) await copySegment(segment);
   } catch (error) {
@@ -55,14 +55,16 @@ async function copySegments(device: ScsiDevice, command: ScsiCommand, segments: 
  * Chunk by chunk: read under the source's lock, write under the destination's, never both held
  * (two locks at once could deadlock against a COMPARE AND WRITE waiting on either). Within one
  * device, a destination above an overlapping source is copied from the end backwards, so the
- * result is that of a copy through a buffer of the whole segment (memmove).
+ * result is that of a copy through a buffer of the whole segment (memmove). Either end may be a
+ * proxy for a device on another thread, so "one device" is one NAA (parsing resolves each NAA
+ * to one unit), not one object.
  */
 async function copySegment(segment: CopySegment): Promise<void> {
   const { source, destination, sourceLba, destinationLba, blocks } = segment;
   const blockSize = source.blockSizeBytes;
   const perChunk = Math.min(blocks, chunkBlocks(source));
   const buffer = new IoBuffer(perChunk * blockSize);
-  const backwards = source === destination && destinationLba > sourceLba && destinationLba < sourceLba + blocks;
+  const backwards = source.naaKey === destination.naaKey && destinationLba > sourceLba && destinationLba < sourceLba + blocks;
   const durable = writeMustBeDurable(destination, false);
   const chunkCount = Math.ceil(blocks / perChunk);
   for (let step = 0; step < chunkCount; step += 1) {
@@ -80,7 +82,7 @@ async function copySegment(segment: CopySegment): Promise<void> {
 /** RECEIVE COPY RESULTS, OPERATING PARAMETERS (SPC-4 6.22.4): the limits parseCopyParameters enforces. */
 const OPERATING_PARAMETERS_BYTES = 46;
 
-function receiveCopyOperatingParameters(device: ScsiDevice, command: ScsiCommand): void {
+function receiveCopyOperatingParameters(device: LogicalUnit, command: ScsiCommand): void {
   const data = device.scratch;
   data.fill(0, 0, OPERATING_PARAMETERS_BYTES);
   putU32(data, 0, OPERATING_PARAMETERS_BYTES - 4); // AVAILABLE DATA

@@ -1,7 +1,7 @@
 // INQUIRY (SPC-4 6.6): standard data, or a vital product data page (vpd.ts) with EVPD=1.
 import type { ScsiCommand } from "../ring/command.ts";
 import { cdbU16, putAscii, putU16 } from "./cdb.ts";
-import type { ScsiDevice } from "./device.ts";
+import type { LogicalUnit } from "./logical-unit.ts";
 import { INVALID_FIELD_IN_CDB } from "./sense.ts";
 import { CONTROL_NACA, type OpcodeRow } from "./table.ts";
 import { PERIPHERAL_DIRECT_ACCESS, buildVpdPage } from "./vpd.ts";
@@ -18,7 +18,7 @@ const CMDDT_BIT = 0x02;
 /** Version descriptors (SPC-4 table 146): SAM-5, SPC-4, SBC-3. */
 const VERSION_DESCRIPTORS = [0x00a0, 0x0460, 0x04c0] as const;
 
-function inquiry(device: ScsiDevice, command: ScsiCommand): void {
+function inquiry(device: LogicalUnit, command: ScsiCommand): void {
   const cdb = command.cdb;
   const pageCode = cdb[2]!;
   const allocationLengthBytes = cdbU16(cdb, 3);
@@ -33,7 +33,7 @@ function inquiry(device: ScsiDevice, command: ScsiCommand): void {
   return device.replyScratch(command, length, allocationLengthBytes);
 }
 
-function standardInquiry(device: ScsiDevice): number {
+function standardInquiry(device: LogicalUnit): number {
   const data = device.scratch;
   const identity = device.config.identity;
   data.fill(0, 0, STANDARD_INQUIRY_BYTES);

@@ -5,7 +5,7 @@
 import type { ScsiCommand } from "../ring/command.ts";
 import { checkLbaRange } from "./block-checks.ts";
 import { cdbU32, lba6 } from "./cdb.ts";
-import type { ScsiDevice } from "./device.ts";
+import type { LogicalUnit } from "./logical-unit.ts";
 import { CONTROL_NACA, type OpcodeRow } from "./table.ts";
 
 export const REZERO_UNIT = 0x01;
@@ -14,11 +14,11 @@ export const SEEK_10 = 0x2b;
 
 function rezeroUnit(): void {}
 
-function seek6(device: ScsiDevice, command: ScsiCommand): void {
+function seek6(device: LogicalUnit, command: ScsiCommand): void {
   checkLbaRange(device, command, lba6(command.cdb), 0, 1);
 }
 
-function seek10(device: ScsiDevice, command: ScsiCommand): void {
+function seek10(device: LogicalUnit, command: ScsiCommand): void {
   checkLbaRange(device, command, cdbU32(command.cdb, 2), 0, 2);
 }
 

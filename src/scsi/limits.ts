@@ -1,6 +1,6 @@
 // The unit's limits, reported in the Block Limits VPD page (SBC-3 6.5.3) and enforced by the
 // commands they name: one place, so what we advertise is what we do.
-import type { ScsiDevice } from "./device.ts";
+import type { LogicalUnit } from "./logical-unit.ts";
 
 /** MAXIMUM UNMAP LBA COUNT: blocks one UNMAP may deallocate, summed over its descriptors. */
 export const UNMAP_BLOCKS_MAX = 0x40_0000;
@@ -18,11 +18,11 @@ const COMPARE_AND_WRITE_FIELD_MAX = 255;
  * MAXIMUM COMPARE AND WRITE LENGTH: its Data-Out carries twice the blocks (verify + write), and
  * the whole transfer must fit hw_max_sectors like any other.
  */
-export function compareAndWriteBlocksMax(device: ScsiDevice): number {
+export function compareAndWriteBlocksMax(device: LogicalUnit): number {
   return Math.max(1, Math.min(COMPARE_AND_WRITE_FIELD_MAX, Math.floor(device.config.maxTransferBlocks / 2)));
 }
 
 /** OPTIMAL TRANSFER LENGTH GRANULARITY: one physical block. */
-export function optimalGranularityBlocks(device: ScsiDevice): number {
+export function optimalGranularityBlocks(device: LogicalUnit): number {
   return 2 ** (device.config.physicalBlockExponent ?? 0);
 }

@@ -2,7 +2,7 @@
 // current and default values, and the mask of changeable bits that MODE SELECT may alter. Pages
 // are listed in ascending page code, the order MODE SENSE returns them in (SPC-4 6.11).
 import { putU16 } from "./cdb.ts";
-import type { ScsiDevice } from "./device.ts";
+import type { LogicalUnit } from "./logical-unit.ts";
 
 export type ModeValues = "current" | "default";
 
@@ -14,9 +14,9 @@ export interface ModePage {
   /** Changeable bits by byte, over the whole page (header bytes are zero). */
   readonly changeable: readonly number[];
   /** Writes the page (header included) into `target`, which is zeroed and lengthBytes long. */
-  readonly fill: (device: ScsiDevice, values: ModeValues, target: Uint8Array) => void;
+  readonly fill: (device: LogicalUnit, values: ModeValues, target: Uint8Array) => void;
   /** Takes the changeable bits of an accepted MODE SELECT page; absent when none change. */
-  readonly apply?: (device: ScsiDevice, page: Uint8Array) => void;
+  readonly apply?: (device: LogicalUnit, page: Uint8Array) => void;
 }
 
 /** Caching page byte 2: WCE (bit 2), RCD (bit 0). */

@@ -3,7 +3,7 @@
 import type { IoResult } from "../../backstores/types.ts";
 import type { ScsiCommand } from "../ring/command.ts";
 import { cdbU16, paramU16, paramU32, paramU64, putU16, putU32, putU64 } from "./cdb.ts";
-import type { ScsiDevice } from "./device.ts";
+import type { LogicalUnit } from "./logical-unit.ts";
 import { MODE_PAGES, modePage, type ModePage, type ModeValues } from "./mode-pages.ts";
 import {
   INVALID_FIELD_IN_CDB,
@@ -34,7 +34,7 @@ const LONG_BLOCK_DESCRIPTOR_BYTES = 16;
 const MODE_DATA_6_BYTES_MAX = 256;
 
 function modeSense(tenByte: boolean) {
-  return (device: ScsiDevice, command: ScsiCommand): void => {
+  return (device: LogicalUnit, command: ScsiCommand): void => {
     const cdb = command.cdb;
     const disableBlockDescriptors = (cdb[1]! & 0x08) !== 0;
     const longLba = tenByte && (cdb[1]! & 0x10) !== 0;
@@ -66,7 +66,7 @@ interface ModeDataRequest {
   pages: readonly ModePage[];
 }
 
-function buildModeData(device: ScsiDevice, request: ModeDataRequest): number {
+function buildModeData(device: LogicalUnit, request: ModeDataRequest): number {
   const data = device.scratch;
   const headerBytes = request.tenByte ? 8 : 4;
   data.fill(0, 0, 512);
@@ -121,7 +121,7 @@ class ParameterError {
 }
 
 function modeSelect(tenByte: boolean) {
-  return (device: ScsiDevice, command: ScsiCommand): IoResult => {
+  return (device: LogicalUnit, command: ScsiCommand): IoResult => {
     const cdb = command.cdb;
     const pageFormat = (cdb[1]! & 0x10) !== 0;
     const savePages = (cdb[1]! & 0x01) !== 0;
@@ -143,7 +143,7 @@ function modeSelect(tenByte: boolean) {
   };
 }
 
-async function flushAfterModeSelect(device: ScsiDevice, command: ScsiCommand): Promise<void> {
+async function flushAfterModeSelect(device: LogicalUnit, command: ScsiCommand): Promise<void> {
   try {
     await device.backstore.flush();
   } catch (error) {
@@ -157,7 +157,7 @@ interface SelectedPage {
 }
 
 /** Checks header, block descriptor and every page; returns the pages to apply, copied out. */
-function parseModeParameters(device: ScsiDevice, list: Uint8Array, tenByte: boolean): SelectedPage[] | ParameterError {
+function parseModeParameters(device: LogicalUnit, list: Uint8Array, tenByte: boolean): SelectedPage[] | ParameterError {
   const headerBytes = tenByte ? 8 : 4;
   if (list.length < headerBytes) return new ParameterError(PARAMETER_LIST_LENGTH_ERROR);
   const longLba = tenByte && (list[4]! & 0x01) !== 0;
@@ -194,7 +194,7 @@ function parseModeParameters(device: ScsiDevice, list: Uint8Array, tenByte: bool
  * SBC-3 6.4.2: the block length cannot change, and the capacity only stays as it is (a NUMBER
  * OF LOGICAL BLOCKS of zero also means "keep it"). Anything else is an invalid field.
  */
-function checkBlockDescriptor(device: ScsiDevice, list: Uint8Array, at: number, longLba: boolean): ParameterError | undefined {
+function checkBlockDescriptor(device: LogicalUnit, list: Uint8Array, at: number, longLba: boolean): ParameterError | undefined {
   const blocks = device.capacityBlocks;
   const givenBlocks = longLba ? paramU64(list, at) : paramU32(list, at);
   const currentBlocks = longLba ? blocks : Math.min(blocks, 0xffff_ffff);
@@ -207,7 +207,7 @@ function checkBlockDescriptor(device: ScsiDevice, list: Uint8Array, at: number, 
 }
 
 /** SPC-4 6.11: a bit that is not changeable must equal its current value. */
-function checkPageChanges(device: ScsiDevice, page: ModePage, given: Uint8Array, at: number): ParameterError | undefined {
+function checkPageChanges(device: LogicalUnit, page: ModePage, given: Uint8Array, at: number): ParameterError | undefined {
   const current = new Uint8Array(page.lengthBytes);
   page.fill(device, "current", current);
   for (let index = 2; index < page.lengthBytes; index += 1) {

@@ -2,7 +2,7 @@
 // PREVENT ALLOW MEDIUM REMOVAL (SBC-3 5.25, 5.11).
 import type { IoResult } from "../../backstores/types.ts";
 import type { ScsiCommand } from "../ring/command.ts";
-import type { ScsiDevice } from "./device.ts";
+import type { LogicalUnit } from "./logical-unit.ts";
 import {
   INVALID_FIELD_IN_CDB,
   NO_ADDITIONAL_SENSE,
@@ -32,7 +32,7 @@ function testUnitReady(): void {}
  * SPC-4 6.39: the sense data the unit would report now — a pending unit attention (which it
  * clears), else NOT READY while stopped, else NO SENSE — in fixed format unless DESC is set.
  */
-function requestSense(device: ScsiDevice, command: ScsiCommand): void {
+function requestSense(device: LogicalUnit, command: ScsiCommand): void {
   const descriptorFormat = (command.cdb[1]! & DESC_BIT) !== 0;
   const state = device.stopped ? NOT_READY_INITIALIZING_COMMAND_REQUIRED : NO_ADDITIONAL_SENSE;
   const reason: SenseReason = device.takeUnitAttention() ?? state;
@@ -47,7 +47,7 @@ function requestSense(device: ScsiDevice, command: ScsiCommand): void {
  * either way: the work is done before status, which IMMED=0 asks for and IMMED=1 permits.
  * (The kernel insists on IMMED=1 and refuses to stop; sg_start without --immed then fails.)
  */
-function startStopUnit(device: ScsiDevice, command: ScsiCommand): IoResult {
+function startStopUnit(device: LogicalUnit, command: ScsiCommand): IoResult {
   const cdb = command.cdb;
   if ((cdb[3]! & 0x0f) !== 0) return device.fail(command, INVALID_FIELD_IN_CDB, { field: { inCdb: true, byte: 3, bit: 3 } });
   if ((cdb[4]! & 0xf0) !== 0) return device.fail(command, INVALID_FIELD_IN_CDB, { field: { inCdb: true, byte: 4, bit: 7 } });
@@ -61,7 +61,7 @@ function startStopUnit(device: ScsiDevice, command: ScsiCommand): IoResult {
   return flushBackstore(device, command);
 }
 
-async function flushBackstore(device: ScsiDevice, command: ScsiCommand): Promise<void> {
+async function flushBackstore(device: LogicalUnit, command: ScsiCommand): Promise<void> {
   try {
     await device.backstore.flush();
   } catch (error) {
@@ -73,7 +73,7 @@ async function flushBackstore(device: ScsiDevice, command: ScsiCommand): Promise
  * SBC-3 5.11: the medium is not removable (RMB=0), so allowing or preventing removal changes
  * nothing; the obsolete PREVENT values 10b and 11b are refused.
  */
-function preventAllowMediumRemoval(device: ScsiDevice, command: ScsiCommand): void {
+function preventAllowMediumRemoval(device: LogicalUnit, command: ScsiCommand): void {
   if ((command.cdb[4]! & 0x02) !== 0) device.fail(command, INVALID_FIELD_IN_CDB, { field: { inCdb: true, byte: 4, bit: 1 } });
 }
 

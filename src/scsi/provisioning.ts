@@ -6,10 +6,10 @@ import type { IoResult } from "../../backstores/types.ts";
 import type { ScsiCommand } from "../ring/command.ts";
 import { checkDataOut, checkLbaRange, checkNoProtection, checkWritable, writeMustBeDurable } from "./block-checks.ts";
 import { cdbU16, cdbU32, cdbU64, cdbU64Exact, paramU16, paramU32, paramU64, putU32, putU64 } from "./cdb.ts";
-import type { ScsiDevice } from "./device.ts";
 import { IoBuffer } from "./io-buffer.ts";
 import { UNMAP_BLOCKS_MAX, UNMAP_DESCRIPTORS_MAX, WRITE_SAME_BLOCKS_MAX } from "./limits.ts";
 import { chunkBlocks, settle, withRange, writeBlocks } from "./locked-io.ts";
+import type { LogicalUnit } from "./logical-unit.ts";
 import {
   INVALID_FIELD_IN_CDB,
   INVALID_FIELD_IN_COMMAND_IU,
@@ -41,7 +41,7 @@ const PROVISIONING_MAPPED = 0x0;
 const PROVISIONING_DEALLOCATED = 0x1;
 
 /** SBC-3 5.28: validate the whole parameter list, then deallocate descriptor by descriptor. */
-function unmap(device: ScsiDevice, command: ScsiCommand): IoResult {
+function unmap(device: LogicalUnit, command: ScsiCommand): IoResult {
   const cdb = command.cdb;
   // No anchored LBAs (ANC_SUP=0 in VPD B2), so ANCHOR=1 is a bad field.
   if ((cdb[1]! & ANCHOR_BIT_UNMAP) !== 0) return device.fail(command, INVALID_FIELD_IN_CDB, { field: { inCdb: true, byte: 1, bit: 0 } });
@@ -79,7 +79,7 @@ function unmap(device: ScsiDevice, command: ScsiCommand): IoResult {
   return unmapRanges(device, command, lbas, lengths);
 }
 
-async function unmapRanges(device: ScsiDevice, command: ScsiCommand, lbas: number[], lengths: number[]): Promise<void> {
+async function unmapRanges(device: LogicalUnit, command: ScsiCommand, lbas: number[], lengths: number[]): Promise<void> {
   const blockSize = device.blockSizeBytes;
   try {
     for (let index = 0; index < lbas.length; index += 1) {
@@ -113,7 +113,7 @@ const WRITE_SAME_LAYOUT_16: WriteSameLayout = {
 };
 
 function writeSame(layout: WriteSameLayout) {
-  return (device: ScsiDevice, command: ScsiCommand): IoResult => {
+  return (device: LogicalUnit, command: ScsiCommand): IoResult => {
     const cdb = command.cdb;
     const flags = cdb[1]!;
     if (!checkNoProtection(device, command)) return;
@@ -142,7 +142,7 @@ function writeSame(layout: WriteSameLayout) {
 }
 
 async function writeZeroes(
-  device: ScsiDevice,
+  device: LogicalUnit,
   command: ScsiCommand,
   lba: number,
   blocks: number,
@@ -161,7 +161,7 @@ async function writeZeroes(
 
 /** A non-zero pattern is written for real: one chunk of repeated blocks, written over and over. */
 async function writePattern(
-  device: ScsiDevice,
+  device: LogicalUnit,
   command: ScsiCommand,
   lba: number,
   blocks: number,
@@ -185,7 +185,7 @@ async function writePattern(
 }
 
 /** SBC-3 5.6: extents from the starting LBA, mapped or deallocated, as the backstore knows them. */
-function getLbaStatus(device: ScsiDevice, command: ScsiCommand): IoResult {
+function getLbaStatus(device: LogicalUnit, command: ScsiCommand): IoResult {
   const cdb = command.cdb;
   const lba = cdbU64(cdb, 2);
   if (lba >= device.capacityBlocks) {
@@ -200,7 +200,7 @@ interface Extent {
   mapped: boolean;
 }
 
-async function reportLbaStatus(device: ScsiDevice, command: ScsiCommand, startLba: number, allocationLengthBytes: number): Promise<void> {
+async function reportLbaStatus(device: LogicalUnit, command: ScsiCommand, startLba: number, allocationLengthBytes: number): Promise<void> {
   const blockSize = device.blockSizeBytes;
   const capacity = device.capacityBlocks;
   const wanted = Math.floor((allocationLengthBytes - LBA_STATUS_HEADER_BYTES) / LBA_STATUS_DESCRIPTOR_BYTES);

@@ -3,7 +3,7 @@
 // opcode table that dispatches, so it cannot drift from what the unit really does.
 import type { ScsiCommand } from "../ring/command.ts";
 import { cdbU16, cdbU32, putU16, putU32 } from "./cdb.ts";
-import type { ScsiDevice } from "./device.ts";
+import type { LogicalUnit } from "./logical-unit.ts";
 import { INVALID_FIELD_IN_CDB } from "./sense.ts";
 import { CONTROL_NACA, SERVICE_ACTION_OPCODES, type OpcodeRow } from "./table.ts";
 
@@ -24,7 +24,7 @@ const COMMAND_DESCRIPTOR_BYTES = 8;
 /** Command timeouts descriptor (SPC-4 6.35.4): times 0, "not specified". */
 const TIMEOUTS_DESCRIPTOR_BYTES = 12;
 
-function reportSupportedOperationCodes(device: ScsiDevice, command: ScsiCommand): void {
+function reportSupportedOperationCodes(device: LogicalUnit, command: ScsiCommand): void {
   const cdb = command.cdb;
   const withTimeouts = (cdb[2]! & RCTD_BIT) !== 0;
   const options = cdb[2]! & REPORTING_OPTIONS_MASK;
@@ -49,7 +49,7 @@ function reportSupportedOperationCodes(device: ScsiDevice, command: ScsiCommand)
   return device.replyScratch(command, oneCommand(device, row, withTimeouts), allocationLengthBytes);
 }
 
-function allCommands(device: ScsiDevice, rows: readonly OpcodeRow[], withTimeouts: boolean): number {
+function allCommands(device: LogicalUnit, rows: readonly OpcodeRow[], withTimeouts: boolean): number {
   const data = device.scratch;
   const descriptorBytes = COMMAND_DESCRIPTOR_BYTES + (withTimeouts ? TIMEOUTS_DESCRIPTOR_BYTES : 0);
   const length = 4 + rows.length * descriptorBytes;
@@ -66,7 +66,7 @@ function allCommands(device: ScsiDevice, rows: readonly OpcodeRow[], withTimeout
   return length;
 }
 
-function oneCommand(device: ScsiDevice, row: OpcodeRow | undefined, withTimeouts: boolean): number {
+function oneCommand(device: LogicalUnit, row: OpcodeRow | undefined, withTimeouts: boolean): number {
   const data = device.scratch;
   data.fill(0, 0, 4 + 32 + TIMEOUTS_DESCRIPTOR_BYTES);
   if (row === undefined) {
@@ -87,7 +87,7 @@ function oneCommand(device: ScsiDevice, row: OpcodeRow | undefined, withTimeouts
  * performs is ABORT TASK and LOGICAL UNIT RESET (the others it rejects). REPD asks for the
  * 16-byte extended form, whose timeout fields stay zero ("not specified").
  */
-function reportSupportedTmfs(device: ScsiDevice, command: ScsiCommand): void {
+function reportSupportedTmfs(device: LogicalUnit, command: ScsiCommand): void {
   const extended = (command.cdb[2]! & 0x80) !== 0;
   const data = device.scratch;
   const length = extended ? 16 : 4;

@@ -1,30 +1,12 @@
 // The opcode table: one row per command (or per service action), the only place that says which
 // commands exist. Dispatch, REPORT SUPPORTED OPERATION CODES, the 3PC bit of INQUIRY and the
 // coverage tests all read it.
-import type { IoResult } from "../../backstores/types.ts";
-import { scsiCommandSize, type ScsiCommand } from "../ring/command.ts";
-import type { ScsiDevice } from "./device.ts";
+import { scsiCommandSize } from "../ring/command.ts";
+import type { CommandCatalog, OpcodeRow } from "./logical-unit.ts";
 
-export type CommandHandler = (device: ScsiDevice, command: ScsiCommand) => IoResult;
-
-export interface OpcodeRow {
-  readonly opcode: number;
-  /** For opcodes that carry a service action in byte 1 (SERVICE ACTION IN(16), MAINTENANCE IN…). */
-  readonly serviceAction?: number;
-  readonly name: string;
-  /**
-   * CDB usage data (SPC-4 6.35): byte 0 is the opcode, each later byte has a 1 for every bit
-   * the command looks at. Its length is the CDB length.
-   */
-  readonly usage: readonly number[];
-  readonly execute: CommandHandler;
-  /** SAM-5 5.14: INQUIRY, REPORT LUNS and REQUEST SENSE neither report nor clear a unit attention. */
-  readonly ignoresUnitAttention?: boolean;
-  /** SBC-3 4.20: a medium access command, refused with NOT READY while the unit is stopped. */
-  readonly mediumAccess?: boolean;
-  /** For commands that exist only when the backstore can do them (UNMAP); absent: always. */
-  readonly supported?: (device: ScsiDevice) => boolean;
-}
+// The row type is the contract between a unit and its commands, so it lives with LogicalUnit;
+// the command files keep importing it from here, next to the table.
+export type { CommandHandler, OpcodeRow } from "./logical-unit.ts";
 
 /** Opcodes whose byte 1 (bits 4..0) selects a service action (SPC-4 4.2.5.1). */
 export const SERVICE_ACTION_OPCODES: ReadonlySet<number> = new Set([0x83, 0x84, 0x9e, 0x9f, 0xa3, 0xa4]);
@@ -36,7 +18,7 @@ export function serviceActionOf(cdb: Uint8Array): number {
 /** CONTROL byte NACA bit (SAM-5 5.2): ACA is not supported, so a set bit is a bad field. */
 export const CONTROL_NACA = 0x04;
 
-export class OpcodeTable {
+export class OpcodeTable implements CommandCatalog {
   readonly rows: readonly OpcodeRow[];
   readonly #byOpcode: (OpcodeRow | undefined)[] = new Array(256);
   readonly #byServiceAction = new Map<number, OpcodeRow>();

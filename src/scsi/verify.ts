@@ -5,9 +5,9 @@ import type { IoResult } from "../../backstores/types.ts";
 import type { ScsiCommand } from "../ring/command.ts";
 import { checkDataOut, checkLbaRange, checkNoProtection, checkTransferLength, checkWritable } from "./block-checks.ts";
 import { cdbU16, cdbU32, cdbU64 } from "./cdb.ts";
-import type { ScsiDevice } from "./device.ts";
 import { IoBuffer, firstDifference } from "./io-buffer.ts";
 import { chunkBlocks, readBlocks, withRange, writeBlocks } from "./locked-io.ts";
+import type { LogicalUnit } from "./logical-unit.ts";
 import { INVALID_FIELD_IN_CDB, MISCOMPARE_DURING_VERIFY } from "./sense.ts";
 import { CONTROL_NACA, type OpcodeRow } from "./table.ts";
 
@@ -36,7 +36,7 @@ function byteCheckOf(cdb: Uint8Array): number {
 }
 
 function verify(layout: VerifyLayout) {
-  return (device: ScsiDevice, command: ScsiCommand): IoResult => {
+  return (device: LogicalUnit, command: ScsiCommand): IoResult => {
     const cdb = command.cdb;
     if (!checkNoProtection(device, command)) return;
     const byteCheck = byteCheckOf(cdb);
@@ -54,7 +54,7 @@ function verify(layout: VerifyLayout) {
 }
 
 /** Reads the range in chunks and compares each with Data-Out as BYTCHK says. */
-async function verifyBlocks(device: ScsiDevice, command: ScsiCommand, lba: number, blocks: number, byteCheck: number): Promise<void> {
+async function verifyBlocks(device: LogicalUnit, command: ScsiCommand, lba: number, blocks: number, byteCheck: number): Promise<void> {
   const blockSize = device.blockSizeBytes;
   const perChunk = Math.min(blocks, chunkBlocks(device));
   const medium = new IoBuffer(perChunk * blockSize);
@@ -85,7 +85,7 @@ async function verifyBlocks(device: ScsiDevice, command: ScsiCommand, lba: numbe
 }
 
 function writeAndVerify(layout: VerifyLayout) {
-  return (device: ScsiDevice, command: ScsiCommand): IoResult => {
+  return (device: LogicalUnit, command: ScsiCommand): IoResult => {
     const cdb = command.cdb;
     if (!checkNoProtection(device, command)) return;
     // SBC-4 widened BYTCHK to two bits; for WRITE AND VERIFY only 00b and 01b are defined.
@@ -106,7 +106,7 @@ function writeAndVerify(layout: VerifyLayout) {
  * The write goes to stable storage (verifying the medium means reading what is really there),
  * then the range is read back; with BYTCHK it is compared with what was sent.
  */
-async function writeThenVerify(device: ScsiDevice, command: ScsiCommand, lba: number, blocks: number, byteCheck: number): Promise<void> {
+async function writeThenVerify(device: LogicalUnit, command: ScsiCommand, lba: number, blocks: number, byteCheck: number): Promise<void> {
   const blockSize = device.blockSizeBytes;
   const perChunk = Math.min(blocks, chunkBlocks(device));
   const medium = new IoBuffer(perChunk * blockSize);

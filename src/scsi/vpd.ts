@@ -2,7 +2,6 @@
 // evpd_handlers[]; page 0x00 lists the table itself. Each builder fills device.scratch from byte
 // 0 and returns the page's length; bytes it does not set are zero.
 import { putAscii, putU16, putU32, putU64 } from "./cdb.ts";
-import type { ScsiDevice } from "./device.ts";
 import { NAA_DESIGNATOR_BYTES } from "./identity.ts";
 import {
   UNMAP_BLOCKS_MAX,
@@ -11,6 +10,7 @@ import {
   compareAndWriteBlocksMax,
   optimalGranularityBlocks,
 } from "./limits.ts";
+import type { LogicalUnit } from "./logical-unit.ts";
 
 /** Peripheral qualifier 0, device type 0 (direct access block device): byte 0 of every page. */
 export const PERIPHERAL_DIRECT_ACCESS = 0x00;
@@ -21,7 +21,7 @@ interface VpdPage {
   readonly page: number;
   readonly name: string;
   /** Fills `data` (already zeroed) and returns the page length including its 4-byte header. */
-  readonly build: (device: ScsiDevice, data: Uint8Array) => number;
+  readonly build: (device: LogicalUnit, data: Uint8Array) => number;
 }
 
 export const VPD_PAGES: readonly VpdPage[] = [
@@ -38,7 +38,7 @@ export const VPD_PAGES: readonly VpdPage[] = [
 const VPD_PAGE_BYTES_MAX = 1024;
 
 /** Builds `page` into device.scratch; undefined for a page this unit does not have. */
-export function buildVpdPage(device: ScsiDevice, page: number): number | undefined {
+export function buildVpdPage(device: LogicalUnit, page: number): number | undefined {
   const entry = VPD_PAGES.find((candidate) => candidate.page === page);
   if (entry === undefined) return undefined;
   const data = device.scratch;
@@ -48,7 +48,7 @@ export function buildVpdPage(device: ScsiDevice, page: number): number | undefin
   return entry.build(device, data);
 }
 
-function supportedPages(_device: ScsiDevice, data: Uint8Array): number {
+function supportedPages(_device: LogicalUnit, data: Uint8Array): number {
   VPD_PAGES.forEach((entry, index) => {
     data[4 + index] = entry.page;
   });
@@ -57,7 +57,7 @@ function supportedPages(_device: ScsiDevice, data: Uint8Array): number {
 }
 
 /** SPC-4 7.8.15: the serial from configfs wwn/vpd_unit_serial (or derived from the name). */
-function unitSerialNumber(device: ScsiDevice, data: Uint8Array): number {
+function unitSerialNumber(device: LogicalUnit, data: Uint8Array): number {
   const serial = device.unitSerial;
   putAscii(data, 4, serial.length, serial);
   putU16(data, 2, serial.length);
@@ -70,7 +70,7 @@ function unitSerialNumber(device: ScsiDevice, data: Uint8Array): number {
  * "VENDOR  PRODUCT:SERIAL" as spc_emulate_evpd_83() builds it. The kernel adds target port
  * designators here; the port is the kernel's business and is not known to a TCMU handler.
  */
-function deviceIdentification(device: ScsiDevice, data: Uint8Array): number {
+function deviceIdentification(device: LogicalUnit, data: Uint8Array): number {
   let at = 4;
   data[at] = 0x01; // PROTOCOL IDENTIFIER 0, CODE SET binary
   data[at + 1] = 0x03; // PIV 0, ASSOCIATION logical unit, DESIGNATOR TYPE NAA
@@ -97,7 +97,7 @@ function deviceIdentification(device: ScsiDevice, data: Uint8Array): number {
  * SPC-4 7.8.7: HEADSUP, ORDSUP, SIMPSUP (the kernel queues every task attribute), and V_SUP while
  * a volatile write cache is enabled, as spc_emulate_evpd_86() does. No protection information.
  */
-function extendedInquiry(device: ScsiDevice, data: Uint8Array): number {
+function extendedInquiry(device: LogicalUnit, data: Uint8Array): number {
   data[3] = LONG_PAGE_LENGTH;
   data[5] = 0x07;
   data[6] = device.writeCacheEnabled ? 0x01 : 0x00;
@@ -109,7 +109,7 @@ function extendedInquiry(device: ScsiDevice, data: Uint8Array): number {
  * lengths come from hw_max_sectors; the unmap fields only when the backstore can deallocate.
  * MAXIMUM PREFETCH LENGTH stays zero: PRE-FETCH has no length limit.
  */
-function blockLimits(device: ScsiDevice, data: Uint8Array): number {
+function blockLimits(device: LogicalUnit, data: Uint8Array): number {
   const maxTransfer = device.config.maxTransferBlocks;
   data[3] = LONG_PAGE_LENGTH;
   data[4] = 0x01; // WSNZ
@@ -131,7 +131,7 @@ function blockLimits(device: ScsiDevice, data: Uint8Array): number {
 }
 
 /** SBC-3 6.5.2: MEDIUM ROTATION RATE 0001h, non-rotating medium (RAM, files on SSD or cache). */
-function blockDeviceCharacteristics(_device: ScsiDevice, data: Uint8Array): number {
+function blockDeviceCharacteristics(_device: LogicalUnit, data: Uint8Array): number {
   data[3] = LONG_PAGE_LENGTH;
   putU16(data, 4, 0x0001);
   return 4 + LONG_PAGE_LENGTH;
@@ -142,7 +142,7 @@ function blockDeviceCharacteristics(_device: ScsiDevice, data: Uint8Array): numb
  * 16/10 with UNMAP deallocate) when it can deallocate, LBPRZ when deallocated blocks read as
  * zeros, and PROVISIONING TYPE thin for such a store. No anchors (ANC_SUP 0), DP 0.
  */
-function logicalBlockProvisioning(device: ScsiDevice, data: Uint8Array): number {
+function logicalBlockProvisioning(device: LogicalUnit, data: Uint8Array): number {
   const capabilities = device.backstore.capabilities;
   putU16(data, 2, 0x0004);
   if (capabilities.unmap) {

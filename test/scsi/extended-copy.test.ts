@@ -1,4 +1,8 @@
 import { afterEach, describe, expect, test } from "bun:test";
+import { BackstoreError, type IoResult } from "../../backstores/types.ts";
+import type { DataSegments } from "../../src/ring/data-segments.ts";
+import { DeviceRegistry } from "../../src/scsi/device-registry.ts";
+import type { CopyUnit } from "../../src/scsi/logical-unit.ts";
 import {
   COPY_TARGET_DEVICE_NOT_REACHABLE,
   INVALID_FIELD_IN_COMMAND_IU,
@@ -9,6 +13,7 @@ import {
   TOO_MANY_TARGET_DESCRIPTORS,
   UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE,
   UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE,
+  WRITE_ERROR,
   WRITE_PROTECTED,
 } from "../../src/scsi/sense.ts";
 import type { SimDevice } from "../../src/sim/sim-device.ts";
@@ -179,6 +184,105 @@ describe("EXTENDED COPY (LID1)", () => {
     expectCheck(await submit(nineSegments), TOO_MANY_SEGMENT_DESCRIPTORS);
     const longLists = extendedCopyList([naa], Array.from({ length: 40 }, () => segment));
     expectCheck(await submit(longLists), PARAMETER_LIST_LENGTH_ERROR);
+  });
+});
+
+/**
+ * A peer that is only a CopyUnit, as a proxy for a device on another thread would be: every
+ * read and write completes asynchronously, and each lock and block call is recorded.
+ */
+class ProxyUnit implements CopyUnit {
+  readonly calls: string[] = [];
+  failWritesAt: number | undefined;
+  readonly #target: SimDevice;
+
+  constructor(target: SimDevice) {
+    this.#target = target;
+  }
+
+  get naaKey(): string {
+    return this.#target.scsi.naaKey;
+  }
+  get blockSizeBytes(): number {
+    return this.#target.scsi.blockSizeBytes;
+  }
+  get capacityBlocks(): number {
+    return this.#target.scsi.capacityBlocks;
+  }
+  get closed(): boolean {
+    return this.#target.scsi.closed;
+  }
+  get stopped(): boolean {
+    return this.#target.scsi.stopped;
+  }
+  get writeProtected(): boolean {
+    return this.#target.scsi.writeProtected;
+  }
+  get writeCacheEnabled(): boolean {
+    return this.#target.scsi.writeCacheEnabled;
+  }
+
+  withRange<T>(lba: number, blocks: number, exclusive: boolean, work: () => Promise<T>): Promise<T> {
+    this.calls.push(`lock ${lba}+${blocks}${exclusive ? " exclusive" : ""}`);
+    return this.#target.scsi.withRange(lba, blocks, exclusive, work);
+  }
+
+  readBlocks(lba: number, blocks: number, target: DataSegments, targetStartBytes: number): IoResult {
+    this.calls.push(`read ${lba}+${blocks}`);
+    return Promise.resolve().then(() => this.#target.scsi.readBlocks(lba, blocks, target, targetStartBytes));
+  }
+
+  writeBlocks(lba: number, blocks: number, source: DataSegments, sourceStartBytes: number, durable: boolean): IoResult {
+    this.calls.push(`write ${lba}+${blocks}${durable ? " durable" : ""}`);
+    if (this.failWritesAt !== undefined) {
+      return Promise.reject(new BackstoreError("write", this.failWritesAt * this.blockSizeBytes, "proxy write failed"));
+    }
+    return Promise.resolve().then(() => this.#target.scsi.writeBlocks(lba, blocks, source, sourceStartBytes, durable));
+  }
+}
+
+describe("EXTENDED COPY with a peer reached through a CopyUnit", () => {
+  function withProxyPeer(): { a: SimDevice; b: SimDevice; proxy: ProxyUnit } {
+    const registry = new DeviceRegistry();
+    const a = open({ scsi: { registry } });
+    // B is registered elsewhere: A finds it only as the proxy.
+    const b = open({ scsi: { registry: new DeviceRegistry() } });
+    const proxy = new ProxyUnit(b);
+    registry.register(proxy.naaKey, proxy);
+    expect(registry.find(b.scsi.naaKey)).toBe(proxy);
+    return { a, b, proxy };
+  }
+
+  test("pushes to and pulls from the proxy, each chunk under the peer's lock", async () => {
+    const { a, b, proxy } = withProxyPeer();
+    const first = pattern(8 * 512, 11);
+    const second = pattern(4 * 512, 12);
+    expectGood(await a.submit(cdbs.write10(100, 8), { dataOut: first }));
+    expectGood(await b.submit(cdbs.write10(7, 4), { dataOut: second }));
+    expectGood(
+      await copy(a, [a.scsi.naa, b.scsi.naa], [
+        { source: 0, destination: 1, blocks: 8, sourceLba: 100, destinationLba: 50 },
+        { source: 1, destination: 0, blocks: 4, sourceLba: 7, destinationLba: 0 },
+      ]),
+    );
+    expect(await readBlocks(b, 50, 8)).toEqual(first);
+    expect(await readBlocks(a, 0, 4)).toEqual(second);
+    // B's write cache is off (SimDevice default), so the write to it is durable.
+    expect(proxy.calls).toEqual(["lock 50+8", "write 50+8 durable", "lock 7+4", "read 7+4"]);
+  });
+
+  test("a rejected peer write becomes sense on the receiving unit", async () => {
+    const { a, b, proxy } = withProxyPeer();
+    proxy.failWritesAt = 60;
+    const completion = await copy(a, [a.scsi.naa, b.scsi.naa], [{ source: 0, destination: 1, blocks: 4, sourceLba: 0, destinationLba: 60 }]);
+    expectCheck(completion, WRITE_ERROR, { information: 60 });
+  });
+
+  test("a stopped peer is not reachable", async () => {
+    const { a, b } = withProxyPeer();
+    b.scsi.stopped = true;
+    const completion = await copy(a, [a.scsi.naa, b.scsi.naa], [{ source: 0, destination: 1, blocks: 1, sourceLba: 0, destinationLba: 0 }]);
+    expectCheck(completion, COPY_TARGET_DEVICE_NOT_REACHABLE);
   });
 });
 

@@ -1,6 +1,7 @@
 // One command slot: everything the ring entry said, copied out before dispatch (with OOOC the
 // entry's slot may carry another command's completion later), plus the reply being built.
-// Slots are made when a device attaches and reused; nothing here is allocated per command.
+// Slots are made as the queue depth first needs them and reused; nothing here is allocated per
+// command.
 import { DataSegments } from "./data-segments.ts";
 import { TCMU_SENSE_BUFFERSIZE } from "./uapi.ts";
 
@@ -14,6 +15,8 @@ export const SAM_STAT_BUSY = 0x08;
 export const SAM_STAT_RESERVATION_CONFLICT = 0x18;
 export const SAM_STAT_TASK_SET_FULL = 0x28;
 export const SAM_STAT_TASK_ABORTED = 0x40;
+
+const SEGMENTS_INITIAL = 8;
 
 /** Marks a command whose reply carries no Data-In (nothing to zero, no READ_LEN). */
 export const NO_DATA_IN = -1;
@@ -43,8 +46,10 @@ export class ScsiCommand {
 
   constructor(slotIndex: number, memory: Uint8Array, baseAddress: number) {
     this.slotIndex = slotIndex;
-    this.data = new DataSegments(memory, baseAddress);
-    this.bidiData = new DataSegments(memory, baseAddress);
+    // Small to start (most commands carry one or a few iovecs); a slot's lists grow once to
+    // what its largest command needed and keep that.
+    this.data = new DataSegments(memory, baseAddress, SEGMENTS_INITIAL);
+    this.bidiData = new DataSegments(memory, baseAddress, 1);
   }
 
   /** Clears the reply and the request so the slot can take the next ring entry. */

@@ -1,10 +1,14 @@
 // The command ring, driven the way target_core_user.c expects (shared/reference/kernel-tcmu.md):
-// walk entries from our read cursor to cmd_head, copy each CMD out of its entry, dispatch it;
-// write completions from cmd_tail onward (tail-steal under CAP_OOOC), publish cmd_tail once per
-// batch and ring the doorbell once. Everything read from the ring is bounds-checked against the
-// map: a bad CMD entry fails that command; an entry whose length is unusable stops the ring,
-// because there is no safe way to find the entry after it.
-import { NO_DATA_IN, SAM_STAT_CHECK_CONDITION, ScsiCommand, scsiCommandSize, CDB_LENGTH_MAX } from "./command.ts";
+// walk entries from our read cursor to cmd_head, copy each CMD out of its entry (entry-reader.ts)
+// into a command slot (in-flight.ts), dispatch it; write completions from cmd_tail onward
+// (completion-queue.ts: tail-steal under CAP_OOOC), publish cmd_tail once per batch and ring the
+// doorbell once. Everything read from the ring is bounds-checked against the map: a bad CMD
+// entry fails that command; an entry whose length is unusable stops the ring, because there is
+// no safe way to find the entry after it.
+import { NO_DATA_IN, SAM_STAT_CHECK_CONDITION, type ScsiCommand } from "./command.ts";
+import { CompletionQueue } from "./completion-queue.ts";
+import { entryDataBytes, entryLengthIsSane, forEachTmrCommand, readRequest, type RingLayout } from "./entry-reader.ts";
+import { InFlightCommands } from "./in-flight.ts";
 import * as uapi from "./uapi.ts";
 
 export interface RingMemory {
@@ -43,9 +47,6 @@ export const SLOT_COUNT_DEFAULT = 256;
 export const ENTRIES_PER_BATCH_MAX_DEFAULT = 512;
 /** Bounds what a device keeps busy (backstore work, qcow2 buffers), not the data area itself. */
 export const IN_FLIGHT_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
-const CMD_ID_COUNT = 0x10000;
-/** Offsets above 2^53 cannot be numbers; the kernel never writes them, a corrupt ring might. */
-const HIGH_WORD_MAX = 0x1f_ffff;
 
 export interface RingCounters {
   commands: number;
@@ -60,11 +61,12 @@ export interface RingCounters {
   throttled: number;
 }
 
-export class RingEngine {
+export class RingEngine implements RingLayout {
   readonly mailboxFlags: number;
   readonly cmdrOffset: number;
   readonly cmdrSizeBytes: number;
   readonly dataAreaOffset: number;
+  readonly mapBytes: number;
   readonly counters: RingCounters = {
     commands: 0,
     padEntries: 0,
@@ -95,21 +97,18 @@ export class RingEngine {
   readonly #entriesPerBatchMax: number;
   readonly #outOfOrder: boolean;
   readonly #readLenSupported: boolean;
-  readonly #inFlightBytesMax: number;
-  #inFlightBytes = 0;
-
-  readonly #slots: ScsiCommand[];
-  /** Per slot, made once: what a command's promise settles into (no closure per command). */
-  readonly #onSettled: (() => void)[];
-  readonly #onFailed: ((error: unknown) => void)[];
-  /** Data bytes each slot's command counts against inFlightBytesMax. */
-  readonly #slotBytes: Float64Array;
-  readonly #freeSlots: Int32Array;
-  #freeSlotCount: number;
-  readonly #inFlightById: (ScsiCommand | undefined)[] = new Array(CMD_ID_COUNT);
-  readonly #completedQueue: Int32Array;
-  #completedHead = 0;
-  #completedCount = 0;
+  readonly #inFlight: InFlightCommands;
+  /** Per slot, made with it: what a command's promise settles into (no closure per command). */
+  readonly #onSettled: (() => void)[] = [];
+  readonly #onFailed: ((error: unknown) => void)[] = [];
+  readonly #completed: CompletionQueue;
+  readonly #slotOf = (slotIndex: number): ScsiCommand => this.#inFlight.slot(slotIndex);
+  readonly #abort = (command: ScsiCommand): void => {
+    if (command.aborted) return;
+    // The kernel still waits for a completion of each; work not yet started is skipped.
+    command.aborted = true;
+    this.counters.abortedCommands += 1;
+  };
 
   /** Next entry to read (ahead of cmd_tail while commands are in flight). */
   #readCursor: number;
@@ -121,13 +120,13 @@ export class RingEngine {
 
   constructor(ring: RingMemory, doorbell: () => void, executor: CommandExecutor, options: RingEngineOptions = {}) {
     this.#memory = ring.memory;
+    this.mapBytes = ring.memory.byteLength;
     this.#view = new DataView(ring.memory.buffer, ring.memory.byteOffset, ring.memory.byteLength);
     this.#mailboxWords = new Int32Array(ring.memory.buffer, ring.memory.byteOffset, uapi.MAILBOX_SIZE / 4);
     this.#executor = executor;
     this.#doorbell = doorbell;
     this.#logger = options.logger ?? { warn: () => {}, error: () => {} };
     this.#entriesPerBatchMax = options.entriesPerBatchMax ?? ENTRIES_PER_BATCH_MAX_DEFAULT;
-    this.#inFlightBytesMax = options.inFlightBytesMax ?? IN_FLIGHT_BYTES_MAX_DEFAULT;
 
     const version = this.#view.getUint16(uapi.MAILBOX_VERSION_OFFSET, true);
     if (version !== uapi.TCMU_MAILBOX_VERSION) {
@@ -147,17 +146,14 @@ export class RingEngine {
     this.#readLenSupported = (this.mailboxFlags & uapi.TCMU_MAILBOX_FLAG_CAP_READ_LEN) !== 0;
 
     const slotCount = options.slotCount ?? SLOT_COUNT_DEFAULT;
-    this.#slots = Array.from({ length: slotCount }, (_, index) => new ScsiCommand(index, ring.memory, ring.baseAddress));
-    this.#freeSlots = new Int32Array(slotCount);
-    for (let index = 0; index < slotCount; index += 1) this.#freeSlots[index] = slotCount - 1 - index;
-    this.#freeSlotCount = slotCount;
-    this.#completedQueue = new Int32Array(slotCount);
-    this.#slotBytes = new Float64Array(slotCount);
-    this.#onSettled = this.#slots.map((command) => () => this.#complete(command));
-    this.#onFailed = this.#slots.map((command) => (error: unknown) => {
-      this.#failFromException(command, error);
-      this.#complete(command);
+    this.#inFlight = new InFlightCommands(ring.memory, ring.baseAddress, slotCount, options.inFlightBytesMax ?? IN_FLIGHT_BYTES_MAX_DEFAULT, (command) => {
+      this.#onSettled.push(() => this.#complete(command));
+      this.#onFailed.push((error: unknown) => {
+        this.#failFromException(command, error);
+        this.#complete(command);
+      });
     });
+    this.#completed = new CompletionQueue(slotCount);
 
     // Whatever lies between cmd_tail and cmd_head is served. serve resets a ring that a dead
     // predecessor left commands in before building the engine (src/serve/ring-recovery.ts says
@@ -174,12 +170,12 @@ export class RingEngine {
   }
 
   get inFlightCount(): number {
-    return this.#slots.length - this.#freeSlotCount;
+    return this.#inFlight.count;
   }
 
   /** Data bytes of the commands in flight (counted against inFlightBytesMax). */
   get inFlightBytes(): number {
-    return this.#inFlightBytes;
+    return this.#inFlight.bytes;
   }
 
   /** Bytes of the ring between cmd_tail and cmd_head: posted and not yet completed. */
@@ -226,10 +222,21 @@ export class RingEngine {
     const lenOp = this.#view.getUint32(entryOffset + uapi.HDR_LEN_OP_OFFSET, true);
     const lengthBytes = uapi.tcmuHdrGetLen(lenOp);
     const op = uapi.tcmuHdrGetOp(lenOp);
-    if (!this.#entryLengthIsSane(lengthBytes, op, head)) return false;
+    const posted = this.#distance(this.#readCursor, head);
+    if (!entryLengthIsSane(this, this.#readCursor, lengthBytes, op, posted)) {
+      this.broken = true;
+      this.counters.malformedEntries += 1;
+      this.#logger.error(
+        `ring entry at ${this.#readCursor} has length ${lengthBytes} (op ${op}, ${posted} bytes posted): ` +
+          "the ring is corrupt; this device stops until action/reset_ring",
+      );
+      return false;
+    }
 
     if (op === uapi.TCMU_OP_CMD) {
-      if (this.#freeSlotCount === 0 || !this.#bytesAllowed(entryOffset, lengthBytes)) {
+      // What the in-flight bounds hold back waits in the ring (counted as throttled).
+      const inFlight = this.#inFlight;
+      if (!inFlight.hasFreeSlot || (inFlight.bytes > 0 && !inFlight.admits(entryDataBytes(this.#view, entryOffset, lengthBytes)))) {
         this.counters.throttled += 1;
         return false;
       }
@@ -237,7 +244,13 @@ export class RingEngine {
     } else if (op === uapi.TCMU_OP_PAD) {
       this.counters.padEntries += 1;
     } else if (op === uapi.TCMU_OP_TMR) {
-      this.#readTmr(entryOffset, lengthBytes);
+      this.counters.tmrEntries += 1;
+      const inFlight = this.#inFlight;
+      const wellFormed = forEachTmrCommand(this.#view, entryOffset, lengthBytes, (cmdId) => inFlight.forEachWithId(cmdId, this.#abort));
+      if (!wellFormed) {
+        this.counters.malformedEntries += 1;
+        this.#logger.warn(`TMR entry at ${this.#readCursor} lists more commands than its ${lengthBytes} bytes hold: ignored`);
+      }
     } else {
       // tcmu-design: an entry type we do not know gets UNKNOWN_OP and is passed over.
       this.counters.unknownEntries += 1;
@@ -249,47 +262,14 @@ export class RingEngine {
     return true;
   }
 
-  #entryLengthIsSane(lengthBytes: number, op: number, head: number): boolean {
-    const available = this.#distance(this.#readCursor, head);
-    const fitsRing = this.#readCursor + lengthBytes <= this.cmdrSizeBytes;
-    const minimum = op === uapi.TCMU_OP_CMD ? uapi.TCMU_CMD_ENTRY_SIZE : uapi.TCMU_CMD_ENTRY_HDR_SIZE;
-    if (lengthBytes >= minimum && lengthBytes <= available && fitsRing) return true;
-    this.broken = true;
-    this.counters.malformedEntries += 1;
-    this.#logger.error(
-      `ring entry at ${this.#readCursor} has length ${lengthBytes} (op ${op}, ${available} bytes posted): ` +
-        "the ring is corrupt; this device stops until action/reset_ring",
-    );
-    return false;
-  }
-
-  /**
-   * Whether the entry's data fits under inFlightBytesMax beside what is in flight. The iovec
-   * lengths are summed straight from the entry; a malformed one is let through to be failed.
-   */
-  #bytesAllowed(entryOffset: number, lengthBytes: number): boolean {
-    if (this.#inFlightBytes === 0) return true;
-    const view = this.#view;
-    const iovTotal = view.getUint32(entryOffset + uapi.REQ_IOV_CNT_OFFSET, true) + view.getUint32(entryOffset + uapi.REQ_IOV_BIDI_CNT_OFFSET, true);
-    if (uapi.REQ_IOV_OFFSET + uapi.IOVEC_SIZE * iovTotal > lengthBytes) return true;
-    let bytes = 0;
-    for (let index = 0; index < iovTotal; index += 1) bytes += this.#readOffset(entryOffset + uapi.REQ_IOV_OFFSET + uapi.IOVEC_SIZE * index + 8);
-    return this.#inFlightBytes + bytes <= this.#inFlightBytesMax;
-  }
-
   #dispatch(entryOffset: number, lengthBytes: number): void {
-    const command = this.#slots[this.#freeSlots[--this.#freeSlotCount]!]!;
-    command.reset();
+    const command = this.#inFlight.take();
     command.cmdId = this.#view.getUint16(entryOffset + uapi.HDR_CMD_ID_OFFSET, true);
     this.counters.commands += 1;
-    const problem = this.#copyRequest(entryOffset, lengthBytes, command);
-    const bytes = command.data.totalBytes + command.bidiData.totalBytes;
-    this.#slotBytes[command.slotIndex] = bytes;
-    this.#inFlightBytes += bytes;
-    if (this.#inFlightById[command.cmdId] !== undefined) {
+    const problem = readRequest(this, this.#view, this.#memory, entryOffset, lengthBytes, command);
+    if (!this.#inFlight.admit(command, command.data.totalBytes + command.bidiData.totalBytes)) {
       this.#logger.warn(`cmd_id ${command.cmdId} posted twice while in flight`);
     }
-    this.#inFlightById[command.cmdId] = command;
     if (problem !== undefined) {
       command.malformed = true;
       this.counters.malformedEntries += 1;
@@ -310,68 +290,6 @@ export class RingEngine {
     else result.then(this.#onSettled[command.slotIndex], this.#onFailed[command.slotIndex]);
   }
 
-  /** Copies CDB and iovecs out of the entry; returns why the entry is unusable, if it is. */
-  #copyRequest(entryOffset: number, lengthBytes: number, command: ScsiCommand): string | undefined {
-    const view = this.#view;
-    const iovCount = view.getUint32(entryOffset + uapi.REQ_IOV_CNT_OFFSET, true);
-    const iovBidiCount = view.getUint32(entryOffset + uapi.REQ_IOV_BIDI_CNT_OFFSET, true);
-    const iovDifCount = view.getUint32(entryOffset + uapi.REQ_IOV_DIF_CNT_OFFSET, true);
-    const iovTotal = iovCount + iovBidiCount + iovDifCount;
-    if (uapi.REQ_IOV_OFFSET + uapi.IOVEC_SIZE * iovTotal > lengthBytes) {
-      return `${iovTotal} iovecs do not fit a ${lengthBytes}-byte entry`;
-    }
-    const cdbOffset = this.#readOffset(entryOffset + uapi.REQ_CDB_OFF_OFFSET);
-    // The kernel puts the CDB inside the entry; anything outside the ring is refused.
-    const ringBytesLeft = this.dataAreaOffset - cdbOffset;
-    if (cdbOffset < this.cmdrOffset || ringBytesLeft < 6) return `cdb_off ${cdbOffset} lies outside the command ring`;
-    const memory = this.#memory;
-    command.cdb.fill(0, 0, 16);
-    command.cdb.set(memory.subarray(cdbOffset, cdbOffset + Math.min(16, ringBytesLeft)));
-    const cdbLength = scsiCommandSize(command.cdb);
-    if (cdbLength > CDB_LENGTH_MAX || cdbLength > ringBytesLeft) {
-      return `a ${cdbLength}-byte CDB at ${cdbOffset} does not fit the command ring`;
-    }
-    if (cdbLength > 16) command.cdb.set(memory.subarray(cdbOffset, cdbOffset + cdbLength));
-    command.cdbLength = cdbLength;
-
-    const mapBytes = memory.byteLength;
-    for (let index = 0; index < iovCount + iovBidiCount; index += 1) {
-      const iovecOffset = entryOffset + uapi.REQ_IOV_OFFSET + uapi.IOVEC_SIZE * index;
-      const base = this.#readOffset(iovecOffset);
-      const length = this.#readOffset(iovecOffset + 8);
-      if (base < this.dataAreaOffset || length < 0 || base + length > mapBytes) {
-        return `iovec ${index} (offset ${base}, ${length} bytes) lies outside the data area`;
-      }
-      (index < iovCount ? command.data : command.bidiData).push(base, length);
-    }
-    return undefined;
-  }
-
-  /** Reads a u64 map offset or length; -1 when it is too large to be one. */
-  #readOffset(at: number): number {
-    const low = this.#view.getUint32(at, true);
-    const high = this.#view.getUint32(at + 4, true);
-    return high > HIGH_WORD_MAX ? -1 : high * 0x1_0000_0000 + low;
-  }
-
-  #readTmr(entryOffset: number, lengthBytes: number): void {
-    this.counters.tmrEntries += 1;
-    const commandCount = this.#view.getUint32(entryOffset + uapi.TMR_CMD_CNT_OFFSET, true);
-    if (uapi.TMR_CMD_IDS_OFFSET + 2 * commandCount > lengthBytes) {
-      this.counters.malformedEntries += 1;
-      this.#logger.warn(`TMR entry lists ${commandCount} commands but is ${lengthBytes} bytes long: ignored`);
-      return;
-    }
-    for (let index = 0; index < commandCount; index += 1) {
-      const cmdId = this.#view.getUint16(entryOffset + uapi.TMR_CMD_IDS_OFFSET + 2 * index, true);
-      const command = this.#inFlightById[cmdId];
-      if (command === undefined || command.aborted) continue;
-      // The kernel still waits for a completion of each; work not yet started is skipped.
-      command.aborted = true;
-      this.counters.abortedCommands += 1;
-    }
-  }
-
   #failFromException(command: ScsiCommand, error: unknown): void {
     this.#logger.error(`cmd_id ${command.cmdId} opcode 0x${command.opcode.toString(16)} failed internally: ${String(error)}`);
     command.dataInBytes = NO_DATA_IN;
@@ -386,9 +304,7 @@ export class RingEngine {
       // Data pages are reused without zeroing: bytes we did not write would reach the initiator.
       if (command.dataInBytes < buffer.totalBytes) buffer.fill(0, command.dataInBytes);
     }
-    const slots = this.#completedQueue.length;
-    this.#completedQueue[(this.#completedHead + this.#completedCount) % slots] = command.slotIndex;
-    this.#completedCount += 1;
+    this.#completed.push(command);
     if (!this.#inBatch && !this.#flushScheduled) {
       this.#flushScheduled = true;
       queueMicrotask(() => {
@@ -407,10 +323,14 @@ export class RingEngine {
       const entryOffset = this.cmdrOffset + tail;
       const lenOp = this.#view.getUint32(entryOffset + uapi.HDR_LEN_OP_OFFSET, true);
       if (uapi.tcmuHdrGetOp(lenOp) === uapi.TCMU_OP_CMD) {
-        const command = this.#takeCompletionFor(entryOffset);
-        if (command === undefined) break;
+        // Under OOOC any finished command may take this slot; otherwise only the slot's own.
+        const slotIndex = this.#outOfOrder
+          ? this.#completed.takeOldest()
+          : this.#completed.takeWithId(this.#view.getUint16(entryOffset + uapi.HDR_CMD_ID_OFFSET, true), this.#slotOf);
+        if (slotIndex < 0) break;
+        const command = this.#inFlight.slot(slotIndex);
         this.#writeResponse(entryOffset, command);
-        this.#release(command);
+        this.#inFlight.release(command);
       }
       tail = (tail + uapi.tcmuHdrGetLen(lenOp)) % this.cmdrSizeBytes;
     }
@@ -424,35 +344,6 @@ export class RingEngine {
       this.#idleWaiters = [];
       for (const wake of waiters) wake();
     }
-  }
-
-  /**
-   * The completion that goes into the CMD slot at `entryOffset`: under OOOC the oldest finished
-   * command (its request was copied out, so any slot will do); otherwise only the slot's own.
-   */
-  #takeCompletionFor(entryOffset: number): ScsiCommand | undefined {
-    if (this.#completedCount === 0) return undefined;
-    const slots = this.#completedQueue.length;
-    if (this.#outOfOrder) {
-      const command = this.#slots[this.#completedQueue[this.#completedHead]!]!;
-      this.#completedHead = (this.#completedHead + 1) % slots;
-      this.#completedCount -= 1;
-      return command;
-    }
-    const ownId = this.#view.getUint16(entryOffset + uapi.HDR_CMD_ID_OFFSET, true);
-    for (let index = 0; index < this.#completedCount; index += 1) {
-      const position = (this.#completedHead + index) % slots;
-      const command = this.#slots[this.#completedQueue[position]!]!;
-      if (command.cmdId !== ownId) continue;
-      // Close the gap: move the entries before it up by one.
-      for (let move = index; move > 0; move -= 1) {
-        this.#completedQueue[(this.#completedHead + move) % slots] = this.#completedQueue[(this.#completedHead + move - 1) % slots]!;
-      }
-      this.#completedHead = (this.#completedHead + 1) % slots;
-      this.#completedCount -= 1;
-      return command;
-    }
-    return undefined;
   }
 
   #writeResponse(entryOffset: number, command: ScsiCommand): void {
@@ -471,13 +362,6 @@ export class RingEngine {
       // All 96 bytes: the slot still holds request bytes, and the kernel copies the whole buffer.
       this.#memory.set(command.sense, entryOffset + uapi.RSP_SENSE_BUFFER_OFFSET);
     }
-  }
-
-  #release(command: ScsiCommand): void {
-    if (this.#inFlightById[command.cmdId] === command) this.#inFlightById[command.cmdId] = undefined;
-    this.#inFlightBytes -= this.#slotBytes[command.slotIndex]!;
-    this.#slotBytes[command.slotIndex] = 0;
-    this.#freeSlots[this.#freeSlotCount++] = command.slotIndex;
   }
 
   #distance(from: number, to: number): number {

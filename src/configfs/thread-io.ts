@@ -6,13 +6,18 @@
 // a read under a device with a pending rmdir until we answered REMOVED. Two of those at once
 // would stall every async file operation in the process, including the ones needed to answer.
 // This pool grows a thread whenever all are busy (up to CONFIGFS_THREADS_MAX), so a blocked
-// operation never holds up the next one.
+// operation never holds up the next one, and shrinks back to one warm thread once a burst is
+// over: each JavaScript thread costs ~12 MB of memory, and a burst of attaches is rare.
 import { CONFIGFS_WORKER_URL } from "../worker-urls.ts";
 import { ConfigfsError, ConfigfsIo } from "./io.ts";
 import type { ConfigfsOperation, ConfigfsRequest, ConfigfsResponse } from "./worker-protocol.ts";
 
 /** Threads at most; more concurrent configfs operations than this wait for a free one. */
 export const CONFIGFS_THREADS_MAX = 16;
+/** Idle threads kept once a burst is over. */
+export const CONFIGFS_THREADS_WARM = 1;
+/** Threads idle beyond the warm ones end after the pool has had no new work for this long. */
+export const CONFIGFS_IDLE_RETIRE_MS = 2000;
 /** An operation still running after this long is reported (it waits on the kernel, or on us). */
 export const CONFIGFS_SLOW_MS = 10_000;
 
@@ -28,6 +33,7 @@ export class ThreadConfigfsIo extends ConfigfsIo {
   readonly #pending = new Map<number, PendingRequest>();
   readonly #queue: (() => void)[] = [];
   #nextId = 1;
+  #retireTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(onSlow: (description: string) => void = () => {}) {
     super();
@@ -49,6 +55,8 @@ export class ThreadConfigfsIo extends ConfigfsIo {
   }
 
   async #takeThread(): Promise<Worker> {
+    clearTimeout(this.#retireTimer);
+    this.#retireTimer = undefined;
     const idle = this.#idle.pop();
     if (idle !== undefined) return idle;
     if (this.#all.length < CONFIGFS_THREADS_MAX) return this.#spawn();
@@ -65,14 +73,33 @@ export class ThreadConfigfsIo extends ConfigfsIo {
       this.#pending.delete(event.data.id);
       this.#idle.push(thread);
       this.#queue.shift()?.();
+      if (this.#idle.length > CONFIGFS_THREADS_WARM && this.#retireTimer === undefined) {
+        this.#retireTimer = setTimeout(() => this.#retireIdle(), CONFIGFS_IDLE_RETIRE_MS);
+        this.#retireTimer.unref();
+      }
       pending.resolve(event.data);
     });
     this.#all.push(thread);
     return thread;
   }
 
+  /** Threads alive now (busy or idle). */
+  get threadCount(): number {
+    return this.#all.length;
+  }
+
+  #retireIdle(): void {
+    this.#retireTimer = undefined;
+    while (this.#idle.length > CONFIGFS_THREADS_WARM) {
+      const thread = this.#idle.shift()!;
+      this.#all.splice(this.#all.indexOf(thread), 1);
+      thread.terminate();
+    }
+  }
+
   /** Ends the threads; one still blocked in the kernel ends with the process. */
   override close(): void {
+    clearTimeout(this.#retireTimer);
     for (const thread of this.#all.splice(0)) thread.terminate();
     this.#idle.length = 0;
   }

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigfsError } from "../../src/configfs/io.ts";
-import { ThreadConfigfsIo } from "../../src/configfs/thread-io.ts";
+import { CONFIGFS_IDLE_RETIRE_MS, CONFIGFS_THREADS_WARM, ThreadConfigfsIo } from "../../src/configfs/thread-io.ts";
 
 const root = mkdtempSync(join(tmpdir(), "tcmu-thread-io-"));
 const io = new ThreadConfigfsIo();
@@ -53,4 +53,25 @@ test("an operation blocked in the kernel does not hold up the next one", async (
   const reader = Bun.spawn(["cat", fifo], { stdout: "pipe" });
   await blocked;
   expect(await new Response(reader.stdout).text()).toBe("1");
+});
+
+test("the threads a burst of blocked operations grew end once the burst is over, down to the warm one", async () => {
+  const burst = new ThreadConfigfsIo();
+  try {
+    const fifos = [0, 1, 2].map((index) => join(root, `burst-fifo-${index}`));
+    for (const fifo of fifos) Bun.spawnSync(["mkfifo", fifo]);
+    // Three writers blocked at once: three threads.
+    const blocked = fifos.map((fifo) => burst.writeAttribute(fifo, 1));
+    await Bun.sleep(50);
+    expect(burst.threadCount).toBe(3);
+    const readers = fifos.map((fifo) => Bun.spawn(["cat", fifo], { stdout: "pipe" }));
+    await Promise.all(blocked);
+    for (const reader of readers) await reader.exited;
+    await Bun.sleep(CONFIGFS_IDLE_RETIRE_MS + 300);
+    expect(burst.threadCount).toBe(CONFIGFS_THREADS_WARM);
+    // The warm thread still serves.
+    expect(await burst.readAttribute(join(root, "a", "enable"))).toBe("1");
+  } finally {
+    burst.close();
+  }
 });

@@ -63,7 +63,11 @@ export interface Backstore {
   readonly warnings?: readonly string[];
 }
 
-export type BackstoreErrorKind = "read" | "write" | "no-space" | "write-protected" | "unsupported";
+/**
+ * "unreachable": the unit is served by another data-plane worker that no longer serves it (an
+ * EXTENDED COPY peer detached or its thread died mid-copy).
+ */
+export type BackstoreErrorKind = "read" | "write" | "no-space" | "write-protected" | "unsupported" | "unreachable";
 
 /** An I/O failure the initiator should hear about; `offsetBytes` is where it failed. */
 export class BackstoreError extends Error {

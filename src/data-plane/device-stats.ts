@@ -1,7 +1,8 @@
 // A served device's numbers in one SharedArrayBuffer: the command accounting (DeviceMetrics)
 // that its worker records per command, and the ring's counters and gauges that the worker
 // publishes after each batch. The control plane (/metrics, /healthz, `list`) reads the same
-// memory without a message to the worker and without stopping it.
+// memory without a message to the worker and without stopping it; other workers read the unit's
+// state from it when their EXTENDED COPY names this device.
 import { DeviceMetrics } from "../metrics/device-metrics.ts";
 import type { RingCounters, RingEngine } from "../ring/engine.ts";
 
@@ -12,8 +13,17 @@ const OCCUPANCY = IN_FLIGHT + 1;
 const CMDR_SIZE = OCCUPANCY + 1;
 const BROKEN = CMDR_SIZE + 1;
 const RING_WORDS = BROKEN + 1;
+/** The unit's state, for EXTENDED COPY on other workers (UnitStateReader): after the ring's words. */
+const UNIT_BLOCK_SIZE = RING_WORDS;
+const UNIT_CAPACITY = UNIT_BLOCK_SIZE + 1;
+const UNIT_FLAGS = UNIT_CAPACITY + 1;
+const WORDS = UNIT_FLAGS + 1;
+const FLAG_STOPPED = 1;
+const FLAG_WRITE_PROTECTED = 2;
+const FLAG_WRITE_CACHE = 4;
+const FLAG_CLOSED = 8;
 
-export const DEVICE_STATS_BYTES = DeviceMetrics.BYTES + RING_WORDS * 8;
+export const DEVICE_STATS_BYTES = DeviceMetrics.BYTES + WORDS * 8;
 
 export function newStatsBuffer(): SharedArrayBuffer {
   return new SharedArrayBuffer(DEVICE_STATS_BYTES);
@@ -22,12 +32,33 @@ export function newStatsBuffer(): SharedArrayBuffer {
 /** What a scrape reads of the ring, the same shape as the engine's own getters. */
 export type RingGauges = Pick<RingEngine, "inFlightCount" | "occupancyBytes" | "cmdrSizeBytes" | "broken" | "counters">;
 
-/** The worker's side: copies the engine's counters and gauges into the buffer. */
+/** What other workers' EXTENDED COPY sees of a unit (a CopyUnit's plain properties). */
+export interface UnitState {
+  readonly blockSizeBytes: number;
+  readonly capacityBlocks: number;
+  readonly stopped: boolean;
+  readonly writeProtected: boolean;
+  readonly writeCacheEnabled: boolean;
+  readonly closed: boolean;
+}
+
+/** The worker's side: copies the engine's counters and gauges, and the unit's state, into the buffer. */
 export class RingStatsWriter {
   readonly #words: Float64Array;
 
   constructor(buffer: SharedArrayBuffer) {
-    this.#words = new Float64Array(buffer, DeviceMetrics.BYTES, RING_WORDS);
+    this.#words = new Float64Array(buffer, DeviceMetrics.BYTES, WORDS);
+  }
+
+  publishUnit(unit: UnitState): void {
+    const words = this.#words;
+    words[UNIT_BLOCK_SIZE] = unit.blockSizeBytes;
+    words[UNIT_CAPACITY] = unit.capacityBlocks;
+    words[UNIT_FLAGS] =
+      (unit.stopped ? FLAG_STOPPED : 0) |
+      (unit.writeProtected ? FLAG_WRITE_PROTECTED : 0) |
+      (unit.writeCacheEnabled ? FLAG_WRITE_CACHE : 0) |
+      (unit.closed ? FLAG_CLOSED : 0);
   }
 
   publish(engine: RingEngine): void {
@@ -78,5 +109,43 @@ export class RingStatsReader implements RingGauges {
     const counters = {} as RingCounters;
     COUNTER_NAMES.forEach((name, index) => (counters[name] = words[index]!));
     return counters;
+  }
+}
+
+/** Another worker's side: the unit state its owner last published (closed until it has). */
+export class UnitStateReader implements UnitState {
+  readonly #words: Float64Array;
+
+  constructor(buffer: SharedArrayBuffer) {
+    this.#words = new Float64Array(buffer, DeviceMetrics.BYTES, WORDS);
+  }
+
+  get blockSizeBytes(): number {
+    return this.#words[UNIT_BLOCK_SIZE]!;
+  }
+
+  get capacityBlocks(): number {
+    return this.#words[UNIT_CAPACITY]!;
+  }
+
+  get stopped(): boolean {
+    return (this.#flags & FLAG_STOPPED) !== 0;
+  }
+
+  get writeProtected(): boolean {
+    return (this.#flags & FLAG_WRITE_PROTECTED) !== 0;
+  }
+
+  get writeCacheEnabled(): boolean {
+    return (this.#flags & FLAG_WRITE_CACHE) !== 0;
+  }
+
+  /** Also true before the first publish (block size 0): nothing to copy from yet. */
+  get closed(): boolean {
+    return (this.#flags & FLAG_CLOSED) !== 0 || this.blockSizeBytes === 0;
+  }
+
+  get #flags(): number {
+    return this.#words[UNIT_FLAGS]!;
   }
 }

@@ -7,6 +7,7 @@ import * as libc from "../libc/libc.ts";
 import { VetoError } from "../serve/errors.ts";
 import { DATA_PLANE_WORKER_URL } from "../worker-urls.ts";
 import { MAILBOX_DEPTH_MAX, POSTED_INDEX, type AttachRequest, type ControlRequest, type StoreSummary, type WorkerMessage, type WorkerStart } from "./protocol.ts";
+import { PeerIoError, PeerRouter, type PeerEndpoint, type PeerNotice } from "./peer-router.ts";
 import type { DataPlaneSettings } from "./settings.ts";
 
 export interface PoolLog {
@@ -27,15 +28,16 @@ type Request = ControlRequest extends infer R ? (R extends { id: number } ? Omit
 const ONE = new BigUint64Array([1n]);
 
 /** One worker thread and its mailbox. */
-export class DataPlaneWorker {
+export class DataPlaneWorker implements PeerEndpoint {
   readonly index: number;
   readonly #worker: Worker;
   readonly #controlFd: number;
   readonly #posted: Int32Array;
-  readonly #pending = new Map<number, { resolve: (value: StoreSummary | undefined) => void; reject: (error: Error) => void }>();
+  readonly #pending = new Map<number, { resolve: (value: StoreSummary | undefined) => void; reject: (error: Error) => void; peerIo: boolean }>();
   readonly #devices = new Map<number, DeviceEvents>();
   readonly #log: PoolLog;
   readonly #onExit: (worker: DataPlaneWorker) => void;
+  readonly #router: PeerRouter;
   #nextId = 1;
   #nextToken = 1;
   /** Assigned by the pool, not registered yet: counted so concurrent attaches spread out. */
@@ -43,10 +45,11 @@ export class DataPlaneWorker {
   #alive = true;
   readonly ready: Promise<void>;
 
-  constructor(index: number, settings: DataPlaneSettings, log: PoolLog, onExit: (worker: DataPlaneWorker) => void) {
+  constructor(index: number, settings: DataPlaneSettings, log: PoolLog, onExit: (worker: DataPlaneWorker) => void, router = new PeerRouter()) {
     this.index = index;
     this.#log = log;
     this.#onExit = onExit;
+    this.#router = router;
     this.#controlFd = libc.eventfd(0, 0);
     const posted = new SharedArrayBuffer(4);
     this.#posted = new Int32Array(posted);
@@ -60,6 +63,7 @@ export class DataPlaneWorker {
     this.#worker.addEventListener("error", (event) => this.#died(`worker ${index} failed: ${event.message}`));
     const start: WorkerStart = { type: "start", workerIndex: index, controlFd: this.#controlFd, posted, settings };
     this.#worker.postMessage(start);
+    router.joined(this);
   }
 
   /** Devices assigned here (attached or attaching). */
@@ -85,24 +89,38 @@ export class DataPlaneWorker {
 
   unregister(token: number): void {
     this.#devices.delete(token);
+    this.#router.withdraw(this.index, token);
   }
 
   call(request: Request): Promise<StoreSummary | undefined> {
     if (!this.#alive) return Promise.reject(new Error(`data-plane worker ${this.index} is gone`));
     if (this.#pending.size >= MAILBOX_DEPTH_MAX) return Promise.reject(new Error(`data-plane worker ${this.index}: ${MAILBOX_DEPTH_MAX} requests already waiting`));
     const id = this.#nextId++;
-    const message = { ...request, id } as ControlRequest;
     return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
-      // Counted before it is posted, so the worker waits for it once it sees the count.
-      Atomics.add(this.#posted, POSTED_INDEX, 1);
-      this.#worker.postMessage(message);
-      libc.write(this.#controlFd, ONE, 8);
+      this.#pending.set(id, { resolve, reject, peerIo: request.type === "peer-io" });
+      this.#post({ ...request, id } as ControlRequest);
     });
   }
 
-  attach(request: Omit<AttachRequest, "id" | "type">): Promise<StoreSummary> {
-    return this.call({ type: "attach", ...request }) as Promise<StoreSummary>;
+  notify(notice: PeerNotice): void {
+    if (this.#alive) this.#post(notice);
+  }
+
+  #post(message: ControlRequest): void {
+    // Counted before it is posted, so the worker waits for it once it sees the count.
+    Atomics.add(this.#posted, POSTED_INDEX, 1);
+    this.#worker.postMessage(message);
+    libc.write(this.#controlFd, ONE, 8);
+  }
+
+  async peerIo(request: Omit<Extract<Request, { type: "peer-io" }>, "type">): Promise<void> {
+    await this.call({ type: "peer-io", ...request });
+  }
+
+  async attach(request: Omit<AttachRequest, "id" | "type">): Promise<StoreSummary> {
+    const summary = (await this.call({ type: "attach", ...request })) as StoreSummary;
+    if (this.#devices.has(request.token)) this.#router.announce({ naaKey: summary.naaKey, workerIndex: this.index, token: request.token, stats: request.stats });
+    return summary;
   }
 
   #handle(message: WorkerMessage): void {
@@ -112,13 +130,17 @@ export class DataPlaneWorker {
         if (pending === undefined) return;
         this.#pending.delete(message.id);
         if (message.ok) pending.resolve(message.value);
+        else if (pending.peerIo && message.failure.backstore !== undefined) pending.reject(new PeerIoError(message.failure.backstore));
         // The worker's errorStatus() travels as the errno, so a netlink reply says the same.
         else pending.reject(new VetoError(message.failure.message, -message.failure.status));
         return;
       }
+      case "peer-io":
+        return this.#router.route(this, message);
       case "gone":
         return this.#devices.get(message.token)?.gone(message.reason);
       case "released":
+        this.#router.withdraw(this.index, message.token);
         return this.#devices.get(message.token)?.released(message.reason);
       case "write-cache-changed":
         return this.#devices.get(message.token)?.writeCacheChanged(message.enabled);
@@ -137,7 +159,9 @@ export class DataPlaneWorker {
     for (const pending of this.#pending.values()) pending.reject(new Error(reason));
     this.#pending.clear();
     const devices = [...this.#devices.values()];
+    for (const token of this.#devices.keys()) this.#router.withdraw(this.index, token);
     this.#devices.clear();
+    this.#router.left(this);
     this.#onExit(this);
     for (const events of devices) events.released(reason);
     libc.close(this.#controlFd);
@@ -147,6 +171,7 @@ export class DataPlaneWorker {
   stop(): void {
     if (!this.#alive) return;
     this.#alive = false;
+    this.#router.left(this);
     this.#worker.terminate();
     libc.close(this.#controlFd);
   }
@@ -157,6 +182,7 @@ export class DataPlanePool {
   readonly settings: DataPlaneSettings;
   readonly #log: PoolLog;
   readonly #workers: DataPlaneWorker[] = [];
+  readonly #router = new PeerRouter();
   #nextIndex = 0;
 
   constructor(settings: DataPlaneSettings, log: PoolLog, cpuCount = availableParallelism()) {
@@ -177,7 +203,7 @@ export class DataPlanePool {
   async assign(): Promise<DataPlaneWorker> {
     const idle = this.#workers.find((worker) => worker.deviceCount === 0);
     if (idle === undefined && this.#workers.length < this.threadsMax) {
-      const worker = new DataPlaneWorker(this.#nextIndex++, this.settings, this.#log, (dead) => this.#remove(dead));
+      const worker = new DataPlaneWorker(this.#nextIndex++, this.settings, this.#log, (dead) => this.#remove(dead), this.#router);
       this.#workers.push(worker);
       worker.reserve();
       await worker.ready;

@@ -3,6 +3,7 @@
 // bumped, and the worker's control eventfd is written; the worker, blocked in epoll_wait, wakes,
 // yields to its runtime until it has received as many messages as were posted, and handles
 // them. Replies and events come back as ordinary messages (the main thread runs an event loop).
+import type { BackstoreErrorKind } from "../../backstores/types.ts";
 import type { DataPlaneSettings } from "./settings.ts";
 
 /** Index of the posted-messages counter in WorkerStart.posted (an Int32Array). */
@@ -43,6 +44,12 @@ export interface AttachRequest {
   /** Where interrupts are read (the UIO fd; a pipe under the simulator) and how many bytes a read takes. */
   waitFd: number;
   waitReadBytes: number;
+  /**
+   * Wait edge-triggered and never read on a wake-up (a UIO fd: its poll reports every
+   * uio_event_notify as a new wake-up, so the event count need not be read); false for a pipe,
+   * which must be drained.
+   */
+  edgeTriggered: boolean;
   /** Where the doorbell's 4 bytes are written (the UIO fd; a pipe under the simulator). */
   doorbellFd: number;
   /** The mapping, made and unmapped by the control plane only. */
@@ -58,10 +65,46 @@ export type ControlRequest =
   | { type: "write-cache"; id: number; token: number; enabled: boolean }
   | { type: "detach"; id: number; token: number; destroy: boolean }
   /** Test hook: the device's next batch throws, as a bug in the data path would. */
-  | { type: "inject-fault"; id: number; token: number };
+  | { type: "inject-fault"; id: number; token: number }
+  /** EXTENDED COPY on another worker reads or writes one chunk of this device (peer-units.ts). */
+  | PeerIoRequest
+  /** Notices: handled as they arrive, never answered. */
+  | { type: "peer-added"; id: 0; peer: PeerAnnouncement }
+  | { type: "peer-removed"; id: 0; workerIndex: number; token: number }
+  | { type: "peer-io-done"; id: 0; requestId: number; failure?: PeerIoFailure };
+
+/** A device served by another worker, as EXTENDED COPY here may name it. */
+export interface PeerAnnouncement {
+  naaKey: string;
+  workerIndex: number;
+  token: number;
+  /** Its stats buffer: the unit state (device-stats.ts UnitStateReader) is read from there. */
+  stats: SharedArrayBuffer;
+}
+
+export interface PeerIoRequest {
+  type: "peer-io";
+  id: number;
+  token: number;
+  write: boolean;
+  lba: number;
+  blocks: number;
+  durable: boolean;
+  /** blocks × block size bytes: filled by a read, the source of a write. */
+  data: SharedArrayBuffer;
+}
+
+/** Why a chunk failed: a backstore error's kind and offset, carried to the copying unit. */
+export interface PeerIoFailure {
+  kind: BackstoreErrorKind;
+  offsetBytes: number;
+  message: string;
+}
 
 /** What the control plane learns of a store the worker opened. */
 export interface StoreSummary {
+  /** The unit's NAA designator (identity.ts naaKey): how EXTENDED COPY on other workers names it. */
+  naaKey: string;
   kind: string;
   description: string;
   storeSizeBytes: number;
@@ -73,6 +116,8 @@ export interface FailureReport {
   message: string;
   /** errorStatus() of the failure: the negative errno a netlink reply carries. */
   status: number;
+  /** Set when a backstore failed a peer-io request. */
+  backstore?: PeerIoFailure;
 }
 
 export type WorkerMessage =
@@ -85,4 +130,6 @@ export type WorkerMessage =
   | { type: "released"; token: number; reason: string }
   /** MODE SELECT changed WCE. */
   | { type: "write-cache-changed"; token: number; enabled: boolean }
-  | { type: "log"; level: "warn" | "error" | "info"; message: string };
+  | { type: "log"; level: "warn" | "error" | "info"; message: string }
+  /** EXTENDED COPY here needs a chunk of a device on another worker; answered by peer-io-done. */
+  | { type: "peer-io"; requestId: number; workerIndex: number; token: number; write: boolean; lba: number; blocks: number; durable: boolean; data: SharedArrayBuffer };

@@ -4,15 +4,17 @@
 // cache, drain-and-close) are the same code serve ran on the main thread before, now reached
 // through the worker's mailbox.
 import { toArrayBuffer } from "bun:ffi";
-import type { Backstore } from "../../backstores/types.ts";
+import { BackstoreError, type Backstore } from "../../backstores/types.ts";
 import * as libc from "../libc/libc.ts";
 import { SystemCallError } from "../libc/errno.ts";
 import { AccountingExecutor } from "../metrics/accounting-executor.ts";
 import { DeviceMetrics } from "../metrics/device-metrics.ts";
 import { RingEngine, type RingLogger } from "../ring/engine.ts";
 import { DEFAULT_IDENTITY, ScsiDevice } from "../scsi/device.ts";
+import { IoBuffer } from "../scsi/io-buffer.ts";
+import { settle } from "../scsi/locked-io.ts";
 import { RingStatsWriter } from "./device-stats.ts";
-import type { AttachRequest, DeviceSpec, StoreSummary } from "./protocol.ts";
+import type { AttachRequest, DeviceSpec, PeerIoRequest, StoreSummary } from "./protocol.ts";
 
 export type StoreOpener = (configPath: string, sizeBytes: number) => Promise<Backstore>;
 
@@ -28,6 +30,7 @@ export class ServedUnit {
   readonly spec: DeviceSpec;
   readonly waitFd: number;
   readonly waitReadBytes: number;
+  readonly edgeTriggered: boolean;
   readonly engine: RingEngine;
   readonly metrics: DeviceMetrics;
   readonly #statsWriter: RingStatsWriter;
@@ -39,6 +42,10 @@ export class ServedUnit {
   #configPath: string;
   #backstore: Backstore;
   #scsi: ScsiDevice;
+  /** EXTENDED COPY chunks other workers asked for, running now: reopen and close wait for them. */
+  readonly #peerIo = new Set<Promise<void>>();
+  /** Set while reopen() swaps the store: peer chunks wait for it. */
+  #reopening: Promise<void> | undefined;
   /** Set by the inject-fault test hook: the next batch throws. */
   faultInjected = false;
   detaching = false;
@@ -48,6 +55,7 @@ export class ServedUnit {
     this.spec = request.spec;
     this.waitFd = request.waitFd;
     this.waitReadBytes = request.waitReadBytes;
+    this.edgeTriggered = request.edgeTriggered;
     this.#doorbellFd = request.doorbellFd;
     this.#open = open;
     this.#hooks = hooks;
@@ -76,6 +84,7 @@ export class ServedUnit {
 
   get summary(): StoreSummary {
     return {
+      naaKey: this.#scsi.naaKey,
       kind: this.#backstore.kind,
       description: this.#backstore.description,
       storeSizeBytes: this.#backstore.sizeBytes,
@@ -101,6 +110,49 @@ export class ServedUnit {
 
   publishStats(): void {
     this.#statsWriter.publish(this.engine);
+    this.#statsWriter.publishUnit(this.#scsi);
+  }
+
+  /**
+   * One chunk of an EXTENDED COPY running on another worker: read into or written from the
+   * request's shared buffer, under this unit's range lock, as a chunk of a local copy would be.
+   */
+  peerIo(request: PeerIoRequest): Promise<void> {
+    const running = this.#runPeerIo(request);
+    this.#peerIo.add(running);
+    void running.then(
+      () => this.#peerIo.delete(running),
+      () => this.#peerIo.delete(running),
+    );
+    return running;
+  }
+
+  async #runPeerIo(request: PeerIoRequest): Promise<void> {
+    while (this.#reopening !== undefined) await this.#reopening;
+    const scsi = this.#scsi;
+    const { lba, blocks } = request;
+    const refuse = (why: string) => new BackstoreError("unreachable", lba * scsi.blockSizeBytes, `${this.spec.name}: ${why}`);
+    if (this.detaching || scsi.closed) throw refuse("the device is leaving its worker");
+    if (scsi.stopped) throw refuse("the device is stopped");
+    if (request.write && scsi.writeProtected) throw new BackstoreError("write-protected", lba * scsi.blockSizeBytes, `${this.spec.name} is read-only`);
+    if (!Number.isSafeInteger(lba) || blocks <= 0 || lba + blocks > scsi.capacityBlocks) throw refuse(`blocks ${lba}+${blocks} are past its end`);
+    const bytes = blocks * scsi.blockSizeBytes;
+    if (request.data.byteLength !== bytes) throw new Error(`peer chunk of ${request.data.byteLength} bytes for ${blocks} blocks of ${scsi.blockSizeBytes}`);
+    const shared = new Uint8Array(request.data);
+    const buffer = new IoBuffer(bytes);
+    await scsi.withRange(lba, blocks, false, async () => {
+      if (request.write) {
+        buffer.bytes.set(shared);
+        await settle(scsi.writeBlocks(lba, blocks, buffer.segments, 0, request.durable));
+      } else {
+        await settle(scsi.readBlocks(lba, blocks, buffer.segments, 0));
+        shared.set(buffer.bytes.subarray(0, bytes));
+      }
+    });
+  }
+
+  async #peerIoSettled(): Promise<void> {
+    while (this.#peerIo.size > 0) await Promise.allSettled([...this.#peerIo]);
   }
 
   #buildScsi(backstore: Backstore, sizeBytes: number, writeCacheEnabled: boolean): ScsiDevice {
@@ -136,7 +188,20 @@ export class ServedUnit {
    * the caller can veto the reconfiguration.
    */
   async reopen(configPath: string, sizeBytes: number): Promise<void> {
-    await this.#executor.quiesce();
+    let reopened!: () => void;
+    while (this.#reopening !== undefined) await this.#reopening;
+    this.#reopening = new Promise((resolve) => (reopened = resolve));
+    try {
+      await this.#executor.quiesce();
+      await this.#peerIoSettled();
+      await this.#swapStore(configPath, sizeBytes);
+    } finally {
+      this.#reopening = undefined;
+      reopened();
+    }
+  }
+
+  async #swapStore(configPath: string, sizeBytes: number): Promise<void> {
     const previous = { configPath: this.#configPath, sizeBytes: this.#scsi.sizeBytes, backstore: this.#backstore };
     try {
       await previous.backstore.flush();
@@ -184,6 +249,7 @@ export class ServedUnit {
       await engine.whenIdle();
     }
     await engine.whenIdle();
+    await this.#peerIoSettled();
     this.publishStats();
     try {
       await this.#backstore.flush();
@@ -195,6 +261,7 @@ export class ServedUnit {
   /** Releases the store without draining: after a fault, or when the drain itself failed. */
   async close(destroy: boolean): Promise<void> {
     this.#scsi.close();
+    this.#statsWriter.publishUnit(this.#scsi);
     if (destroy && this.#backstore.destroy !== undefined) await this.#backstore.destroy();
     else await this.#backstore.close();
   }

@@ -9,8 +9,11 @@ import { openBackstore } from "../../backstores/open.ts";
 import { setDefaultFileIoMode } from "../../backstores/file/file-io.ts";
 import { drainMicrotasks } from "bun:jsc";
 import * as libc from "../libc/libc.ts";
+import { BackstoreError } from "../../backstores/types.ts";
+import { PROCESS_DEVICE_REGISTRY } from "../scsi/device-registry.ts";
 import { errorStatus, messageOf } from "../serve/errors.ts";
-import { POSTED_INDEX, type AttachRequest, type ControlRequest, type StoreSummary, type WorkerMessage, type WorkerStart } from "./protocol.ts";
+import { PeerDirectory } from "./peer-units.ts";
+import { POSTED_INDEX, type AttachRequest, type ControlRequest, type FailureReport, type StoreSummary, type WorkerMessage, type WorkerStart } from "./protocol.ts";
 import { installDefer, installReadableWatch, type ReadableWatch } from "./readable-watch.ts";
 import { ServedUnit, type StoreOpener } from "./served-unit.ts";
 
@@ -54,10 +57,14 @@ export class WorkerLoop {
   #received = 0;
   #controlInProgress = 0;
   #lastWorkMs = 0;
+  readonly #peers: PeerDirectory;
 
   constructor(start: WorkerStart, post: (message: WorkerMessage) => void) {
     this.#start = start;
     this.#post = post;
+    this.#peers = new PeerDirectory(post);
+    // EXTENDED COPY here finds the other workers' devices after this thread's own.
+    PROCESS_DEVICE_REGISTRY.setPeers(this.#peers);
     this.#posted = new Int32Array(start.posted);
     this.#epollFd = libc.epollCreate();
     libc.epollAdd(this.#epollFd, start.controlFd, CONTROL_TOKEN);
@@ -75,6 +82,9 @@ export class WorkerLoop {
   async run(): Promise<never> {
     const pollUs = this.#start.settings.pollUs;
     for (;;) {
+      // A control turn may have settled promises (a peer's answer to EXTENDED COPY): their
+      // continuations run before this thread blocks, or they would wait for the next wake-up.
+      drainMicrotasks();
       let timeoutMs = this.#ready.length > 0 || this.#deferred.length > 0 ? 0 : this.#controlInProgress > 0 ? CONTROL_TURN_MS : -1;
       if (timeoutMs === -1 && pollUs > 0 && this.#pollForWork(pollUs)) timeoutMs = 0;
       const count = libc.epollWaitRaw(this.#epollFd, this.#events, EPOLL_EVENTS_MAX, timeoutMs);
@@ -90,7 +100,7 @@ export class WorkerLoop {
           libc.readNonBlocking(watch.fd, this.#scratch, watch.readBytes);
           watch.onReady();
         } else {
-          this.#interrupted(token);
+          this.#interrupted(token, this.#eventView.getUint32(index * EPOLL_EVENT_BYTES, true));
         }
       }
       this.#runReady();
@@ -102,10 +112,15 @@ export class WorkerLoop {
     }
   }
 
-  /** A device's descriptor is readable: take the interrupt count, queue its ring. */
-  #interrupted(token: number): void {
+  /**
+   * A device's descriptor woke: queue its ring. A UIO fd waits edge-triggered, so the event
+   * count is only read when the kernel reports an error (to find out whether it was removed);
+   * a pipe is drained.
+   */
+  #interrupted(token: number, events: number): void {
     const unit = this.#units.get(token);
     if (unit === undefined) return;
+    if (unit.edgeTriggered && (events & (libc.EPOLLERR | libc.EPOLLHUP)) === 0) return this.#markReady(unit);
     let result: number;
     try {
       result = libc.readNonBlocking(unit.waitFd, this.#scratch, unit.waitReadBytes);
@@ -129,7 +144,9 @@ export class WorkerLoop {
     const batch = this.#ready;
     this.#ready = this.#running;
     this.#running = batch;
-    this.#lastWorkMs = performance.now();
+    // Only busy-polling needs to know when work was last found; without it no clock is read
+    // (a system call where the clock has no vDSO path, as in emulated machines).
+    if (this.#start.settings.pollUs > 0) this.#lastWorkMs = performance.now();
     for (let index = 0; index < batch.length; index += 1) {
       const unit = batch[index]!;
       this.#queued.delete(unit);
@@ -186,14 +203,22 @@ export class WorkerLoop {
   }
 
   #startControl(request: ControlRequest): void {
+    switch (request.type) {
+      case "peer-added":
+        return this.#peers.add(request.peer);
+      case "peer-removed":
+        return this.#peers.remove(request.workerIndex, request.token);
+      case "peer-io-done":
+        return this.#peers.done(request.requestId, request.failure);
+    }
     this.#controlInProgress += 1;
     this.#execute(request).then(
       (value) => this.#post({ type: "reply", id: request.id, ok: true, value }),
-      (error: unknown) => this.#post({ type: "reply", id: request.id, ok: false, failure: { message: messageOf(error), status: errorStatus(error) } }),
+      (error: unknown) => this.#post({ type: "reply", id: request.id, ok: false, failure: failureReport(error) }),
     ).finally(() => (this.#controlInProgress -= 1));
   }
 
-  async #execute(request: ControlRequest): Promise<StoreSummary | undefined> {
+  async #execute(request: Exclude<ControlRequest, { id: 0 }>): Promise<StoreSummary | undefined> {
     if (request.type === "attach") return this.#attach(request);
     const unit = this.#units.get(request.token);
     if (unit === undefined) throw new Error(`device token ${request.token} is not served by worker ${this.#start.workerIndex}`);
@@ -213,6 +238,9 @@ export class WorkerLoop {
         unit.faultInjected = true;
         this.#markReady(unit);
         return undefined;
+      case "peer-io":
+        await unit.peerIo(request);
+        return undefined;
     }
   }
 
@@ -229,7 +257,7 @@ export class WorkerLoop {
       onWriteCacheChange: (enabled) => this.#post({ type: "write-cache-changed", token: request.token, enabled }),
     });
     this.#units.set(unit.token, unit);
-    libc.epollAdd(this.#epollFd, unit.waitFd, unit.token);
+    libc.epollAdd(this.#epollFd, unit.waitFd, unit.token, unit.edgeTriggered ? libc.EPOLLIN | libc.EPOLLET : libc.EPOLLIN);
     // Whatever the kernel posted since the ring was taken over is served now.
     this.#markReady(unit);
     return unit.summary;
@@ -289,6 +317,12 @@ export class WorkerLoop {
       }
     })();
   }
+}
+
+function failureReport(error: unknown): FailureReport {
+  const report: FailureReport = { message: messageOf(error), status: errorStatus(error) };
+  if (error instanceof BackstoreError) report.backstore = { kind: error.kind, offsetBytes: error.offsetBytes, message: error.message };
+  return report;
 }
 
 function turnOfTheRuntime(): Promise<void> {

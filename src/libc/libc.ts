@@ -81,6 +81,10 @@ export const EFD_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;
 
 export const EPOLLIN = 0x1;
+export const EPOLLERR = 0x8;
+export const EPOLLHUP = 0x10;
+/** Edge-triggered: one event per wake-up of the file's wait queue, whether or not it was read. */
+export const EPOLLET = 0x8000_0000;
 export const EPOLL_CTL_ADD = 1;
 export const EPOLL_CTL_DEL = 2;
 export const EPOLL_CLOEXEC = 0o2000000;
@@ -265,12 +269,12 @@ export function epollCreate(): number {
   return check("epoll_create1", undefined, sym.epoll_create1(EPOLL_CLOEXEC));
 }
 
-/** Registers `fd` for EPOLLIN; `token` comes back in the event's data field. */
-export function epollAdd(epollFd: number, fd: number, token: number): void {
+/** Registers `fd` for `events` (EPOLLIN by default); `token` comes back in the event's data field. */
+export function epollAdd(epollFd: number, fd: number, token: number, events = EPOLLIN): void {
   // struct epoll_event is packed on x86_64: u32 events, u64 data (12 bytes).
   const event = new Uint8Array(12);
   const view = new DataView(event.buffer);
-  view.setUint32(0, EPOLLIN, true);
+  view.setUint32(0, events >>> 0, true);
   view.setUint32(4, token, true);
   check("epoll_ctl", undefined, sym.epoll_ctl(epollFd, EPOLL_CTL_ADD, fd, event));
 }

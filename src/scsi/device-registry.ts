@@ -9,8 +9,19 @@
 // on another thread can provide as well (its owner must keep it alive: entries are weak).
 import type { CopyUnit, CopyUnitLookup } from "./logical-unit.ts";
 
+/** Units served by other threads (data-plane peer-units.ts), looked up after this thread's. */
+export interface PeerUnitList {
+  list(naaKey: string): readonly CopyUnit[];
+}
+
 export class DeviceRegistry implements CopyUnitLookup {
   readonly #byNaa = new Map<string, WeakRef<CopyUnit>[]>();
+  #peers: PeerUnitList | undefined;
+
+  /** A data-plane worker lists the other workers' units here. */
+  setPeers(peers: PeerUnitList | undefined): void {
+    this.#peers = peers;
+  }
 
   register(naaKey: string, unit: CopyUnit): void {
     const entries = this.#live(naaKey);
@@ -26,12 +37,14 @@ export class DeviceRegistry implements CopyUnitLookup {
 
   /**
    * The one open unit with this designator. Two units whose serials give the same NAA are
-   * ambiguous; a copy manager must not guess between them, so neither is returned.
+   * ambiguous (here or on another thread); a copy manager must not guess between them, so
+   * neither is returned.
    */
   find(naaKey: string): CopyUnit | undefined {
     const entries = this.#live(naaKey);
-    if (entries.length !== 1) return undefined;
-    return entries[0]!.deref();
+    const peers = this.#peers?.list(naaKey) ?? [];
+    if (entries.length + peers.length !== 1) return undefined;
+    return entries.length === 1 ? entries[0]!.deref() : peers[0];
   }
 
   get size(): number {

@@ -266,6 +266,8 @@ export class ScsiDevice implements CommandExecutor, LogicalUnit {
         return this.fail(command, sense.WRITE_PROTECTED);
       case "unsupported":
         return this.fail(command, sense.INVALID_COMMAND_OPERATION_CODE, { field: { inCdb: true, byte: 0 } });
+      case "unreachable":
+        return this.fail(command, sense.COPY_TARGET_DEVICE_NOT_REACHABLE);
       default:
         return assertNever(error.kind);
     }

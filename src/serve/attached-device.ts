@@ -100,6 +100,7 @@ export class AttachedDevice {
         },
         waitFd: uio.fd,
         waitReadBytes: UIO_READ_BYTES,
+        edgeTriggered: true,
         doorbellFd: uio.fd,
         address: uio.baseAddress,
         mapBytes: uio.mapBytes,

@@ -84,6 +84,7 @@ export class SimWorkerDevice {
         spec,
         waitFd: interruptRead,
         waitReadBytes: PIPE_READ_BYTES,
+        edgeTriggered: false,
         doorbellFd: doorbellWrite,
         address: sim.ring.baseAddress,
         mapBytes: sim.mapBytes,
@@ -124,6 +125,9 @@ export class SimWorkerDevice {
     } finally {
       this.worker.unregister(this.#token);
       await this.#doorbellWaiter.stop();
+      // The worker's last doorbell may still sit in the pipe the wait thread no longer reads:
+      // reap what the drain completed, as the kernel would have on that doorbell.
+      this.sim.doorbell();
       for (const fd of this.#pipes) libc.close(fd);
       this.sim.close();
     }

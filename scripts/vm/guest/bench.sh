@@ -112,7 +112,38 @@ with_export() {
 	unexport_tcm_loop "$1"
 }
 
+# bench_four TARGET NAME...: exports the four backstores NAME..., fills each, then runs one fio
+# job per device at once (4k randread QD32) and appends their aggregate as randread-4k-qd32-x4.
+# (--output: with several jobs fio prints their descriptions on stdout ahead of the JSON.)
+AGGREGATE_JOB=randread-4k-qd32-x4
+AGGREGATE_SIZE=$((64 * 1024 * 1024))
+bench_four() {
+	local target=$1 name dev json=$OUT/fio-$1-$AGGREGATE_JOB.json args=()
+	shift
+	if [ -n "${BENCH_JOBS:-}" ] && ! grep -qw -- "$AGGREGATE_JOB" <<<"$BENCH_JOBS"; then return 0; fi
+	for name in "$@"; do
+		dev=$(export_tcm_loop "$name") || { fail "$target-x4-export" "no tcm_loop disk for $name"; return 1; }
+		fio --name=fill --filename="$dev" --direct=1 --ioengine=libaio --iodepth=8 --rw=write --bs=1m \
+			--size=$AGGREGATE_SIZE --output-format=terse >/dev/null 2>&1 || diag "$target: prefill of $name failed"
+		args+=(--name="$name" --filename="$dev")
+	done
+	fio --direct=1 --ioengine=libaio --iodepth=32 --rw=randread --bs=4k --size=$AGGREGATE_SIZE --runtime="$RUNTIME_S" \
+		--time_based --ramp_time=1 --randrepeat=0 --norandommap --group_reporting "${args[@]}" \
+		--output-format=json --output="$json" 2>"$json.err"
+	if jq -e '.jobs[0].read.iops' "$json" >/dev/null 2>&1; then
+		jq -r --arg t "$target" --arg n "$AGGREGATE_JOB" \
+			'.jobs[0].read | [$t, $n, (.iops|floor), .bw_bytes, (.clat_ns.percentile["50.000000"]/1000|floor), (.clat_ns.percentile["99.000000"]/1000|floor)] | @tsv' \
+			"$json" >>"$OUT/results.tsv"
+		pass "$target-$AGGREGATE_JOB: $(tail -n 1 "$OUT/results.tsv" | cut -f3) IOPS over $# devices"
+	else
+		fail "$target-$AGGREGATE_JOB" "fio failed: $(tail -n 3 "$json.err" | tr '\n' ' ')"
+	fi
+	for name in "$@"; do unexport_tcm_loop "$name"; done
+}
+
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
+# rss_parts PID: "anon file shmem" KiB (RssFile is mostly the executable's own pages).
+rss_parts() { awk '/^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 } /^RssShmem:/ { s = $2 } END { print a, f, s }' "/proc/$1/status" 2>/dev/null; }
 
 # sample_rss PID FILE: writes the largest VmRSS seen to FILE until killed.
 sample_rss() {
@@ -134,6 +165,9 @@ diag "kernel $(uname -r), $(nproc) cpus, images on ext4 over $LOOP_DEV, ${RUNTIM
 if grep -qw rd <<<"$TARGETS"; then
 	create_rd_backstore bench_rd $SIZE && with_export bench_rd rd
 	remove_backstore bench_rd
+	for i in 0 1 2 3; do create_rd_backstore "bench_rd$i" $AGGREGATE_SIZE; done
+	bench_four rd bench_rd0 bench_rd1 bench_rd2 bench_rd3
+	for i in 0 1 2 3; do remove_backstore "bench_rd$i"; done
 fi
 
 if grep -qw fileio <<<"$TARGETS"; then
@@ -182,23 +216,54 @@ if grep -qwE 'ram|file' <<<"$TARGETS"; then
 	# BENCH_SERVE_ARGS: extra serve flags to measure (e.g. "--poll-us 200 --file-io threads").
 	# shellcheck disable=SC2086
 	start_appliance --allow-root "$IMAGES" ${BENCH_SERVE_ARGS:-} || { fail start "appliance did not start"; finish; }
-	grep -qw ram <<<"$TARGETS" && create_user_device bench_ram appliance/ram/benchram
-	grep -qw file <<<"$TARGETS" && create_user_device bench_file "appliance/file/$IMAGES/ours.img"
-	grep -qw ram <<<"$TARGETS" && { wait_for_log 'attached uio[0-9]+ bench_ram' 90 || fail attach-ram "no attach line"; }
-	grep -qw file <<<"$TARGETS" && { wait_for_log 'attached uio[0-9]+ bench_file' 90 || fail attach-file "no attach line"; }
-	diag "ours: $(grep -oE 'attached uio[0-9]+ bench_[a-z]+.*' "$APPLIANCE_LOG" | tr '\n' ';')"
+	# RSS in steps: serve alone, one device (one worker), two devices (two workers).
 	sleep 2
-	echo -e "ours\tidle\t$(rss_kib "$APPLIANCE_PID")" >>"$OUT/rss.tsv"
+	echo -e "ours\tnone\t$(rss_kib "$APPLIANCE_PID")" >>"$OUT/rss.tsv"
+	diag "RSS serving nothing: $(rss_kib "$APPLIANCE_PID") KiB (anon file shmem: $(rss_parts "$APPLIANCE_PID")), $(ls /proc/"$APPLIANCE_PID"/task | wc -l) threads"
+	if grep -qw ram <<<"$TARGETS"; then
+		create_user_device bench_ram appliance/ram/benchram
+		wait_for_log 'attached uio[0-9]+ bench_ram' 90 || fail attach-ram "no attach line"
+		sleep 2
+		echo -e "ours\tidle\t$(rss_kib "$APPLIANCE_PID")" >>"$OUT/rss.tsv"
+		diag "RSS with one idle device: $(rss_kib "$APPLIANCE_PID") KiB (anon file shmem: $(rss_parts "$APPLIANCE_PID")), $(ls /proc/"$APPLIANCE_PID"/task | wc -l) threads"
+	fi
+	if grep -qw file <<<"$TARGETS"; then
+		create_user_device bench_file "appliance/file/$IMAGES/ours.img"
+		wait_for_log 'attached uio[0-9]+ bench_file' 90 || fail attach-file "no attach line"
+		sleep 2
+		echo -e "ours\tidle2\t$(rss_kib "$APPLIANCE_PID")" >>"$OUT/rss.tsv"
+		diag "RSS with two idle devices: $(rss_kib "$APPLIANCE_PID") KiB (anon file shmem: $(rss_parts "$APPLIANCE_PID"))"
+	fi
+	diag "ours: $(grep -oE 'attached uio[0-9]+ bench_[a-z]+.*' "$APPLIANCE_LOG" | tr '\n' ';')"
 	sample_rss "$APPLIANCE_PID" "$VM_SCRATCH/rss-max" &
 	RSS_PID=$!
 	grep -qw ram <<<"$TARGETS" && with_export bench_ram ram
 	grep -qw file <<<"$TARGETS" && with_export bench_file file
+	if grep -qw ram <<<"$TARGETS"; then
+		for i in 0 1 2 3; do create_user_device "bench_ram$i" "appliance/ram/benchram$i"; done
+		for i in 0 1 2 3; do wait_for_log "attached uio[0-9]+ bench_ram$i" 90 || fail "attach-ram$i" "no attach line"; done
+		diag "ours x4: $(grep -oE 'attached uio[0-9]+ bench_ram[0-3].*' "$APPLIANCE_LOG" | tr '\n' ';')"
+		bench_four ram bench_ram0 bench_ram1 bench_ram2 bench_ram3
+	fi
 	kill "$RSS_PID" 2>/dev/null
 	RSS_PID=
 	echo -e "ours\tloaded\t$(cat "$VM_SCRATCH/rss-max" 2>/dev/null)" >>"$OUT/rss.tsv"
+	diag "RSS after the jobs: $(rss_kib "$APPLIANCE_PID") KiB (anon file shmem: $(rss_parts "$APPLIANCE_PID")), $(ls /proc/"$APPLIANCE_PID"/task | wc -l) threads"
+	# 64 idle RAM devices: what each attached device costs once the workers exist.
+	if grep -qw ram <<<"$TARGETS" && [ -z "${BENCH_JOBS:-}" ]; then
+		before=$(rss_kib "$APPLIANCE_PID")
+		for i in $(seq 1 63); do create_user_backstore "bench_idle$i" $((16 * 1024 * 1024)) "appliance/ram/idle$i" || break; done
+		wait_for_log 'attached uio[0-9]+ bench_idle63 ' 180 || diag "not all idle devices attached"
+		sleep 3
+		echo -e "ours\tidle64\t$(rss_kib "$APPLIANCE_PID")" >>"$OUT/rss.tsv"
+		echo -e "ours\tidle64-before\t$before" >>"$OUT/rss.tsv"
+		diag "RSS $before KiB before 63 more idle devices, $(rss_kib "$APPLIANCE_PID") KiB after (anon file shmem: $(rss_parts "$APPLIANCE_PID")), $(ls /proc/"$APPLIANCE_PID"/task | wc -l) threads"
+		for i in $(seq 1 63); do remove_user_backstore "bench_idle$i" 2>/dev/null; done
+	fi
 	curl -s --max-time 10 http://127.0.0.1:9540/metrics >"$OUT/metrics.txt" 2>/dev/null || diag "no metrics scrape"
 	if [ -n "${BENCH_PROFILE:-}" ]; then . "$(dirname "${BASH_SOURCE[0]}")/bench-profile.sh"; fi
 	grep -qw ram <<<"$TARGETS" && remove_user_backstore bench_ram
+	if grep -qw ram <<<"$TARGETS"; then for i in 0 1 2 3; do remove_user_backstore "bench_ram$i"; done; fi
 	grep -qw file <<<"$TARGETS" && remove_user_backstore bench_file
 	stop_appliance || diag "appliance exited with status $?"
 fi

@@ -82,13 +82,13 @@ export class WorkerLoop {
   async run(): Promise<never> {
     const pollUs = this.#start.settings.pollUs;
     for (;;) {
-      // A control turn may have settled promises (a peer's answer to EXTENDED COPY): their
-      // continuations run before this thread blocks, or they would wait for the next wake-up.
-      drainMicrotasks();
       let timeoutMs = this.#ready.length > 0 || this.#deferred.length > 0 ? 0 : this.#controlInProgress > 0 ? CONTROL_TURN_MS : -1;
       if (timeoutMs === -1 && pollUs > 0 && this.#pollForWork(pollUs)) timeoutMs = 0;
       const count = libc.epollWaitRaw(this.#epollFd, this.#events, EPOLL_EVENTS_MAX, timeoutMs);
       let controlWoken = false;
+      // Completions outside a batch (a watched completion descriptor) change counters of units
+      // that may not run a batch now: then every unit publishes, else only those that ran.
+      let publishAll = this.#deferred.length > 0 || this.#controlInProgress > 0;
       for (let index = 0; index < count; index += 1) {
         const token = this.#eventView.getUint32(index * EPOLL_EVENT_BYTES + 4, true);
         if (token === CONTROL_TOKEN) {
@@ -99,6 +99,7 @@ export class WorkerLoop {
           if (watch === undefined) continue;
           libc.readNonBlocking(watch.fd, this.#scratch, watch.readBytes);
           watch.onReady();
+          publishAll = true;
         } else {
           this.#interrupted(token, this.#eventView.getUint32(index * EPOLL_EVENT_BYTES, true));
         }
@@ -106,9 +107,14 @@ export class WorkerLoop {
       this.#runReady();
       this.#runDeferred();
       drainMicrotasks();
-      for (const unit of this.#units.values()) unit.publishStats();
+      if (publishAll) for (const unit of this.#units.values()) unit.publishStats();
       if (controlWoken || this.#received < Atomics.load(this.#posted, POSTED_INDEX)) await this.#receiveControl();
       else if (this.#controlInProgress > 0) await turnOfTheRuntime();
+      else continue;
+      // A control turn may have settled promises (a peer's answer to EXTENDED COPY): their
+      // continuations run before this thread blocks again, or they would wait for its next wake-up.
+      drainMicrotasks();
+      for (const unit of this.#units.values()) unit.publishStats();
     }
   }
 
@@ -153,6 +159,7 @@ export class WorkerLoop {
       if (this.#units.get(unit.token) !== unit) continue;
       try {
         if (unit.processBatch()) this.#markReady(unit);
+        unit.publishStats();
       } catch (error) {
         this.#fault(unit, error);
       }

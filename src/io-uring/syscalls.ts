@@ -1,31 +1,24 @@
-// The three io_uring system calls, through glibc's syscall(2) (glibc has no wrappers for them).
-// syscall() is variadic, but its x86_64 implementation only moves registers, so binding it with
-// seven fixed integer arguments is safe. Pointers travel as numbers. Each call returns its
-// result, or -errno (never throws): these run per batch on the data path.
-import { dlopen, FFIType, read as readMemory, type Pointer } from "bun:ffi";
+// The three io_uring system calls, through glibc's syscall(2) (glibc has no wrappers for them;
+// binding.ts says why binding the variadic syscall() with fixed arguments is safe). Pointers
+// travel as numbers. Each call returns its result, or -errno (never throws): these run per batch
+// on the data path.
+import { errno, libc } from "../libc/binding.ts";
 import { EINTR } from "../libc/errno.ts";
 import * as uapi from "./uapi.ts";
-
-const { i32, i64, i64_fast, ptr, u64 } = FFIType;
 
 const PROT_READ_WRITE = 3;
 const MAP_SHARED_POPULATE = 0x01 | 0x8000;
 
-const lib = dlopen("libc.so.6", {
-  syscall: { args: [i64, i64, i64, i64, i64, i64, i64], returns: i64_fast },
-  mmap: { args: [ptr, u64, i32, i32, i32, i64], returns: ptr },
-  __errno_location: { args: [], returns: ptr },
-});
-const errnoLocation = lib.symbols.__errno_location() as Pointer;
+const sym = libc;
 
 function result(value: number | bigint): number {
   const number = typeof value === "number" ? value : Number(value);
-  return number < 0 ? -readMemory.i32(errnoLocation, 0) : number;
+  return number < 0 ? -errno() : number;
 }
 
 /** io_uring_setup(entries, params): the ring's descriptor, or -errno. */
 export function ioUringSetup(entries: number, paramsAddress: number): number {
-  return result(lib.symbols.syscall(uapi.SYS_IO_URING_SETUP, entries, paramsAddress, 0, 0, 0, 0));
+  return result(sym.syscall(uapi.SYS_IO_URING_SETUP, entries, paramsAddress, 0, 0, 0, 0));
 }
 
 /**
@@ -34,14 +27,14 @@ export function ioUringSetup(entries: number, paramsAddress: number): number {
  */
 export function ioUringEnter(fd: number, toSubmit: number, minComplete: number, flags: number): number {
   for (;;) {
-    const value = result(lib.symbols.syscall(uapi.SYS_IO_URING_ENTER, fd, toSubmit, minComplete, flags, 0, 0));
+    const value = result(sym.syscall(uapi.SYS_IO_URING_ENTER, fd, toSubmit, minComplete, flags, 0, 0));
     if (value !== -EINTR || minComplete > 0) return value;
   }
 }
 
 /** io_uring_register(fd, opcode, arg, count): 0 or a count, or -errno. */
 export function ioUringRegister(fd: number, opcode: number, argumentAddress: number, count: number): number {
-  return result(lib.symbols.syscall(uapi.SYS_IO_URING_REGISTER, fd, opcode, argumentAddress, count, 0, 0));
+  return result(sym.syscall(uapi.SYS_IO_URING_REGISTER, fd, opcode, argumentAddress, count, 0, 0));
 }
 
 /**
@@ -49,8 +42,8 @@ export function ioUringRegister(fd: number, opcode: number, argumentAddress: num
  * the first completions take no page faults. Returns the address, or -errno.
  */
 export function mmapRingRegion(fd: number, lengthBytes: number, offsetBytes: number): number {
-  const address = lib.symbols.mmap(null, lengthBytes, PROT_READ_WRITE, MAP_SHARED_POPULATE, fd, offsetBytes);
+  const address = sym.mmap(null, lengthBytes, PROT_READ_WRITE, MAP_SHARED_POPULATE, fd, offsetBytes);
   // MAP_FAILED ((void *)-1) comes back as a BigInt, NULL as null.
-  if (typeof address !== "number" || address === 0) return -readMemory.i32(errnoLocation, 0);
+  if (typeof address !== "number" || address === 0) return -errno();
   return address;
 }

@@ -1,47 +1,12 @@
-// libc through bun:ffi. Every wrapper throws a SystemCallError naming the call and errno on
-// failure, so callers never see -1. The library is opened once per thread (module scope), which
-// is what bun:ffi needs: a Worker that imports this module gets its own binding and errno slot.
-import { dlopen, FFIType, read as readMemory, type Pointer } from "bun:ffi";
+// libc through bun:ffi (the binding is binding.ts). Every wrapper throws a SystemCallError
+// naming the call and errno on failure, so callers never see -1.
+import type { Pointer } from "bun:ffi";
+import { errno, libc } from "./binding.ts";
 import { EAGAIN, EINTR, SystemCallError } from "./errno.ts";
 
-const { i32, u32, i64, u64, ptr, i64_fast } = FFIType;
+const sym = libc;
 
-const lib = dlopen("libc.so.6", {
-  __errno_location: { args: [], returns: ptr },
-  open: { args: [ptr, i32, u32], returns: i32 },
-  close: { args: [i32], returns: i32 },
-  mmap: { args: [ptr, u64, i32, i32, i32, i64], returns: ptr },
-  munmap: { args: [ptr, u64], returns: i32 },
-  read: { args: [i32, ptr, u64], returns: i64_fast },
-  write: { args: [i32, ptr, u64], returns: i64_fast },
-  pread: { args: [i32, ptr, u64, i64], returns: i64_fast },
-  pwrite: { args: [i32, ptr, u64, i64], returns: i64_fast },
-  preadv: { args: [i32, ptr, i32, i64], returns: i64_fast },
-  pwritev: { args: [i32, ptr, i32, i64], returns: i64_fast },
-  preadv2: { args: [i32, ptr, i32, i64, i32], returns: i64_fast },
-  pwritev2: { args: [i32, ptr, i32, i64, i32], returns: i64_fast },
-  fsync: { args: [i32], returns: i32 },
-  fdatasync: { args: [i32], returns: i32 },
-  fallocate: { args: [i32, i32, i64, i64], returns: i32 },
-  ftruncate: { args: [i32, i64], returns: i32 },
-  lseek: { args: [i32, i64, i32], returns: i64_fast },
-  flock: { args: [i32, i32], returns: i32 },
-  ioctl: { args: [i32, u64, ptr], returns: i32 },
-  fstat: { args: [i32, ptr], returns: i32 },
-  eventfd: { args: [u32, i32], returns: i32 },
-  epoll_create1: { args: [i32], returns: i32 },
-  epoll_ctl: { args: [i32, i32, i32, ptr], returns: i32 },
-  epoll_wait: { args: [i32, ptr, i32, i32], returns: i32 },
-  pipe2: { args: [ptr, i32], returns: i32 },
-  getpid: { args: [], returns: i32 },
-});
-
-const sym = lib.symbols;
-const errnoLocation = sym.__errno_location() as Pointer;
-
-export function errno(): number {
-  return readMemory.i32(errnoLocation, 0);
-}
+export { errno };
 
 // open(2) flags and friends (x86_64 asm-generic values).
 export const O_RDONLY = 0;

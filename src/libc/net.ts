@@ -1,22 +1,9 @@
-// Sockets through bun:ffi: what generic netlink (the TCM-USER family) and sd_notify (a unix
-// datagram) need. Kept apart from libc.ts so the data path's bindings stay small; errno is read
-// through libc.ts, whose binding is per thread like this one (a Worker importing this module gets
-// its own).
-import { dlopen, FFIType } from "bun:ffi";
+// Sockets through bun:ffi (binding.ts): what generic netlink (the TCM-USER family) and
+// sd_notify (a unix datagram) need.
+import { errno, libc } from "./binding.ts";
 import { EAGAIN, EINTR, SystemCallError } from "./errno.ts";
-import { errno } from "./libc.ts";
 
-const { i32, u32, u64, ptr, i64_fast } = FFIType;
-
-const lib = dlopen("libc.so.6", {
-  socket: { args: [i32, i32, i32], returns: i32 },
-  bind: { args: [i32, ptr, u32], returns: i32 },
-  setsockopt: { args: [i32, i32, i32, ptr, u32], returns: i32 },
-  getsockopt: { args: [i32, i32, i32, ptr, ptr], returns: i32 },
-  sendto: { args: [i32, ptr, u64, i32, ptr, u32], returns: i64_fast },
-  recv: { args: [i32, ptr, u64, i32], returns: i64_fast },
-});
-const sym = lib.symbols;
+const sym = libc;
 
 export const AF_UNIX = 1;
 export const AF_NETLINK = 16;

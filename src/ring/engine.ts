@@ -298,6 +298,7 @@ export class RingEngine implements RingLayout {
 
   /** A command's reply is final: zero what Data-In it left unfilled and queue the completion. */
   #complete(command: ScsiCommand): void {
+    this.#inFlight.markDone(command);
     if (command.dataInBytes !== NO_DATA_IN) {
       const buffer = command.dataIn;
       if (command.dataInBytes > buffer.totalBytes) command.dataInBytes = buffer.totalBytes;

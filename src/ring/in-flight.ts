@@ -1,10 +1,15 @@
 // The commands a device has in flight: a bounded pool of command slots (made as the queue depth
 // first needs them, then reused, so an idle device costs little), the data bytes they hold
-// against the in-flight bound, and which cmd_ids are out (to notice one posted twice).
+// against the in-flight bound, and which cmd_ids are out (to notice one posted twice). Each slot
+// goes free → running → done → free; any other step is a bug that would reply twice or reuse a
+// live slot, so it throws (on a worker that releases the device, which is reattached).
 import { ScsiCommand } from "./command.ts";
 
 /** cmd_id is a u16. */
 const CMD_ID_COUNT = 0x10000;
+const SLOT_FREE = 0;
+const SLOT_RUNNING = 1;
+const SLOT_DONE = 2;
 
 export class InFlightCommands {
   readonly slotCount: number;
@@ -15,7 +20,8 @@ export class InFlightCommands {
   readonly #slots: ScsiCommand[] = [];
   readonly #freeSlots: Int32Array;
   #freeSlotCount = 0;
-  readonly #inUse: Uint8Array;
+  /** Per slot: SLOT_FREE, SLOT_RUNNING (taken, executing) or SLOT_DONE (reply final, queued). */
+  readonly #state: Uint8Array;
   /** Data bytes each slot's command counts against bytesMax. */
   readonly #slotBytes: Float64Array;
   #bytes = 0;
@@ -30,7 +36,7 @@ export class InFlightCommands {
     this.#baseAddress = baseAddress;
     this.#onSlotMade = onSlotMade;
     this.#freeSlots = new Int32Array(slotCount);
-    this.#inUse = new Uint8Array(slotCount);
+    this.#state = new Uint8Array(slotCount);
     this.#slotBytes = new Float64Array(slotCount);
   }
 
@@ -65,8 +71,9 @@ export class InFlightCommands {
       this.#slots.push(command);
       this.#onSlotMade(command);
     }
+    if (this.#state[command.slotIndex] !== SLOT_FREE) throw new Error(`slot ${command.slotIndex} taken while in use`);
     command.reset();
-    this.#inUse[command.slotIndex] = 1;
+    this.#state[command.slotIndex] = SLOT_RUNNING;
     return command;
   }
 
@@ -81,13 +88,21 @@ export class InFlightCommands {
     return !wasOut;
   }
 
+  /** The command's reply is final. A second completion of one command is a bug that would reply twice. */
+  markDone(command: ScsiCommand): void {
+    if (this.#state[command.slotIndex] !== SLOT_RUNNING) throw new Error(`cmd_id ${command.cmdId} (slot ${command.slotIndex}) completed twice`);
+    this.#state[command.slotIndex] = SLOT_DONE;
+  }
+
   release(command: ScsiCommand): void {
     const index = command.slotIndex;
+    if (this.#state[index] !== SLOT_DONE) throw new Error(`slot ${index} released while ${this.#state[index] === SLOT_FREE ? "free" : "running"}`);
     // A cmd_id posted twice loses its bit with the first release: only the warning depends on it.
     this.#idBits[command.cmdId >>> 5]! &= ~(1 << (command.cmdId & 31));
     this.#bytes -= this.#slotBytes[index]!;
+    if (this.#bytes < 0) throw new Error(`in-flight bytes fell to ${this.#bytes}`);
     this.#slotBytes[index] = 0;
-    this.#inUse[index] = 0;
+    this.#state[index] = SLOT_FREE;
     this.#freeSlots[this.#freeSlotCount++] = index;
   }
 
@@ -96,7 +111,7 @@ export class InFlightCommands {
     if ((this.#idBits[cmdId >>> 5]! & (1 << (cmdId & 31))) === 0) return;
     for (let index = 0; index < this.#slots.length; index += 1) {
       const command = this.#slots[index]!;
-      if (this.#inUse[index] === 1 && command.cmdId === cmdId) each(command);
+      if (this.#state[index] === SLOT_RUNNING && command.cmdId === cmdId) each(command);
     }
   }
 }

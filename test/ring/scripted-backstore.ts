@@ -56,14 +56,17 @@ export class ScriptedBackstore implements Backstore {
   /** What survives power loss. */
   readonly durable: Uint8Array;
   readonly pending: PendingOp[] = [];
+  /** Told each time an operation starts waiting (a data-plane worker schedules its runs). */
+  onPending: () => void = () => {};
   /** Writes that ran and are not known durable yet. */
   #volatile: Extent[] = [];
   flushes = 0;
 
-  constructor(sizeBytes: number) {
+  /** `bytes` and `durable` may be given (memory another thread sees too); else they are made. */
+  constructor(sizeBytes: number, bytes: Uint8Array = new Uint8Array(sizeBytes), durable: Uint8Array = new Uint8Array(sizeBytes)) {
     this.sizeBytes = sizeBytes;
-    this.bytes = new Uint8Array(sizeBytes);
-    this.durable = new Uint8Array(sizeBytes);
+    this.bytes = bytes;
+    this.durable = durable;
   }
 
   read(offsetBytes: number, lengthBytes: number, target: DataSegments, targetStartBytes: number): Promise<void> {
@@ -126,7 +129,10 @@ export class ScriptedBackstore implements Backstore {
   }
 
   #later(run: () => void): Promise<void> {
-    return new Promise((resolve) => this.pending.push({ run, resolve }));
+    return new Promise((resolve) => {
+      this.pending.push({ run, resolve });
+      this.onPending();
+    });
   }
 }
 

@@ -27,6 +27,7 @@ FS_BYTES=$((1024 * 1024 * 1024))
 IMAGES=$VM_SCRATCH/images
 USER_TOKENS=(hw_max_sectors=2048 max_data_area_mb=64)
 RUNNER_PID=
+RUNNER_ANON=
 LOOP_DEV=
 RSS_PID=
 mkdir -p "$OUT" "$IMAGES"
@@ -129,7 +130,7 @@ bench_four() {
 	done
 	fio --direct=1 --ioengine=libaio --iodepth=32 --rw=randread --bs=4k --size=$AGGREGATE_SIZE --runtime="$RUNTIME_S" \
 		--time_based --ramp_time=1 --randrepeat=0 --norandommap --group_reporting "${args[@]}" \
-		--output-format=json --output="$json" 2>"$json.err"
+		--output-format=json --output="$json" --eta=never 2>"$json.err"
 	if jq -e '.jobs[0].read.iops' "$json" >/dev/null 2>&1; then
 		jq -r --arg t "$target" --arg n "$AGGREGATE_JOB" \
 			'.jobs[0].read | [$t, $n, (.iops|floor), .bw_bytes, (.clat_ns.percentile["50.000000"]/1000|floor), (.clat_ns.percentile["99.000000"]/1000|floor)] | @tsv' \
@@ -192,6 +193,7 @@ if grep -qw runner <<<"$TARGETS"; then
 			sleep 1
 			with_export bench_runner runner
 			echo -e "runner\tloaded\t$(rss_kib "$RUNNER_PID")" >>"$OUT/rss.tsv"
+			RUNNER_ANON=$(rss_parts "$RUNNER_PID" | cut -d' ' -f1)
 		else
 			fail runner-create "tcmu-runner device: $(tail -n 5 "$VM_SCRATCH/runner.out" | tr '\n' ' ')"
 		fi
@@ -223,14 +225,27 @@ if grep -qwE 'ram|file' <<<"$TARGETS"; then
 	if grep -qw ram <<<"$TARGETS"; then
 		create_user_device bench_ram appliance/ram/benchram
 		wait_for_log 'attached uio[0-9]+ bench_ram' 90 || fail attach-ram "no attach line"
-		sleep 2
+		# Settled: the configfs threads the attach grew have retired (2 s idle).
+		sleep 5
 		echo -e "ours\tidle\t$(rss_kib "$APPLIANCE_PID")" >>"$OUT/rss.tsv"
 		diag "RSS with one idle device: $(rss_kib "$APPLIANCE_PID") KiB (anon file shmem: $(rss_parts "$APPLIANCE_PID")), $(ls /proc/"$APPLIANCE_PID"/task | wc -l) threads"
+	fi
+	# 64 idle RAM devices (before any I/O, so no data-area pages are mapped yet): what each
+	# attached device costs once the workers exist.
+	if grep -qw ram <<<"$TARGETS" && [ -z "${BENCH_JOBS:-}" ]; then
+		before=$(rss_kib "$APPLIANCE_PID")
+		for i in $(seq 1 63); do create_user_backstore "bench_idle$i" $((16 * 1024 * 1024)) "appliance/ram/idle$i" || break; done
+		wait_for_log 'attached uio[0-9]+ bench_idle63 ' 180 || diag "not all idle devices attached"
+		sleep 5
+		echo -e "ours\tidle64\t$(rss_kib "$APPLIANCE_PID")" >>"$OUT/rss.tsv"
+		echo -e "ours\tidle64-before\t$before" >>"$OUT/rss.tsv"
+		diag "RSS $before KiB before 63 more idle devices, $(rss_kib "$APPLIANCE_PID") KiB after (anon file shmem: $(rss_parts "$APPLIANCE_PID")), $(ls /proc/"$APPLIANCE_PID"/task | wc -l) threads"
+		for i in $(seq 1 63); do remove_user_backstore "bench_idle$i" 2>/dev/null; done
 	fi
 	if grep -qw file <<<"$TARGETS"; then
 		create_user_device bench_file "appliance/file/$IMAGES/ours.img"
 		wait_for_log 'attached uio[0-9]+ bench_file' 90 || fail attach-file "no attach line"
-		sleep 2
+		sleep 5
 		echo -e "ours\tidle2\t$(rss_kib "$APPLIANCE_PID")" >>"$OUT/rss.tsv"
 		diag "RSS with two idle devices: $(rss_kib "$APPLIANCE_PID") KiB (anon file shmem: $(rss_parts "$APPLIANCE_PID"))"
 	fi
@@ -249,17 +264,10 @@ if grep -qwE 'ram|file' <<<"$TARGETS"; then
 	RSS_PID=
 	echo -e "ours\tloaded\t$(cat "$VM_SCRATCH/rss-max" 2>/dev/null)" >>"$OUT/rss.tsv"
 	diag "RSS after the jobs: $(rss_kib "$APPLIANCE_PID") KiB (anon file shmem: $(rss_parts "$APPLIANCE_PID")), $(ls /proc/"$APPLIANCE_PID"/task | wc -l) threads"
-	# 64 idle RAM devices: what each attached device costs once the workers exist.
-	if grep -qw ram <<<"$TARGETS" && [ -z "${BENCH_JOBS:-}" ]; then
-		before=$(rss_kib "$APPLIANCE_PID")
-		for i in $(seq 1 63); do create_user_backstore "bench_idle$i" $((16 * 1024 * 1024)) "appliance/ram/idle$i" || break; done
-		wait_for_log 'attached uio[0-9]+ bench_idle63 ' 180 || diag "not all idle devices attached"
-		sleep 3
-		echo -e "ours\tidle64\t$(rss_kib "$APPLIANCE_PID")" >>"$OUT/rss.tsv"
-		echo -e "ours\tidle64-before\t$before" >>"$OUT/rss.tsv"
-		diag "RSS $before KiB before 63 more idle devices, $(rss_kib "$APPLIANCE_PID") KiB after (anon file shmem: $(rss_parts "$APPLIANCE_PID")), $(ls /proc/"$APPLIANCE_PID"/task | wc -l) threads"
-		for i in $(seq 1 63); do remove_user_backstore "bench_idle$i" 2>/dev/null; done
-	fi
+	# RssFile after I/O is mostly the kernel's data-area pages mapped from /dev/uioN (tcmu-runner
+	# maps them the same way); RssAnon is the process's own memory.
+	echo -e "ours\tloaded-anon\t$(rss_parts "$APPLIANCE_PID" | cut -d' ' -f1)" >>"$OUT/rss.tsv"
+	[ -n "$RUNNER_ANON" ] && echo -e "runner\tloaded-anon\t$RUNNER_ANON" >>"$OUT/rss.tsv"
 	curl -s --max-time 10 http://127.0.0.1:9540/metrics >"$OUT/metrics.txt" 2>/dev/null || diag "no metrics scrape"
 	if [ -n "${BENCH_PROFILE:-}" ]; then . "$(dirname "${BASH_SOURCE[0]}")/bench-profile.sh"; fi
 	grep -qw ram <<<"$TARGETS" && remove_user_backstore bench_ram

@@ -2,8 +2,9 @@
 # Runs every guest script in scripts/vm/suite.list in its own VM and sums up the results.
 #
 # Usage: scripts/vm/run-suite.sh [LIST_FILE]
-# Prints `vm: N passed, M failed`; exits non-zero if a test failed or a VM run failed (non-zero
-# guest exit, timeout, no exit code). Console logs: .vm-cache/logs/<script>.log.
+# Prints `vm: N passed, M failed`; exits non-zero if a test failed, a script ran fewer checks
+# than its `plan N` declares (or declared none), or a VM run failed (non-zero guest exit,
+# timeout, no exit code). Console logs: .vm-cache/logs/<script>.log.
 # Env: as run-vm.sh (VM_TIMEOUT applies to each VM run).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -33,6 +34,16 @@ while IFS= read -r line || [ -n "$line" ]; do
 	VM_LOG=$log "$VM_DIR/run-vm.sh" "$@" </dev/null || rc=$?
 	p=$(grep -c '^PASS ' "$log" || true)
 	f=$(grep -c '^FAIL ' "$log" || true)
+	s=$(grep -c '^SKIP ' "$log" || true)
+	# Every script declares its checks (plan N): a run that made fewer stopped early or lost some.
+	planned=$(grep -m 1 -oE '^PLAN [0-9]+' "$log" | cut -d' ' -f2 || true)
+	if [ -z "$planned" ]; then
+		echo "FAIL $(basename "$1")-plan: the script declared no plan" >>"$log"
+		f=$((f + 1))
+	elif [ $((p + f + s)) -lt "$planned" ]; then
+		echo "FAIL $(basename "$1")-plan: $((p + f + s)) of $planned declared checks ran" >>"$log"
+		f=$((f + 1))
+	fi
 	passed=$((passed + p))
 	failed=$((failed + f))
 	status=ok

@@ -59,6 +59,22 @@ async function readBlocks(device: SimDevice, lba: number, blocks: number): Promi
   return completion.dataIn;
 }
 
+/** Received by A: push 8 blocks A → B and pull 4 blocks B → A in one copy; both arrive. */
+async function pushAndPull(a: SimDevice, b: SimDevice, seed: number): Promise<void> {
+  const first = pattern(8 * 512, seed);
+  const second = pattern(4 * 512, seed + 1);
+  expectGood(await a.submit(cdbs.write10(100, 8), { dataOut: first }));
+  expectGood(await b.submit(cdbs.write10(7, 4), { dataOut: second }));
+  expectGood(
+    await copy(a, [a.scsi.naa, b.scsi.naa], [
+      { source: 0, destination: 1, blocks: 8, sourceLba: 100, destinationLba: 50 },
+      { source: 1, destination: 0, blocks: 4, sourceLba: 7, destinationLba: 0 },
+    ]),
+  );
+  expect(await readBlocks(b, 50, 8)).toEqual(first);
+  expect(await readBlocks(a, 0, 4)).toEqual(second);
+}
+
 describe("EXTENDED COPY (LID1)", () => {
   test("copies blocks within the receiving device, named by its own NAA", async () => {
     const a = open();
@@ -71,19 +87,7 @@ describe("EXTENDED COPY (LID1)", () => {
   test("copies between two devices of this process, pushing and pulling, segment after segment", async () => {
     const a = open();
     const b = open();
-    const first = pattern(8 * 512, 2);
-    const second = pattern(4 * 512, 3);
-    expectGood(await a.submit(cdbs.write10(100, 8), { dataOut: first }));
-    expectGood(await b.submit(cdbs.write10(7, 4), { dataOut: second }));
-    // Received by A: push A → B, and pull B → A.
-    expectGood(
-      await copy(a, [a.scsi.naa, b.scsi.naa], [
-        { source: 0, destination: 1, blocks: 8, sourceLba: 100, destinationLba: 50 },
-        { source: 1, destination: 0, blocks: 4, sourceLba: 7, destinationLba: 0 },
-      ]),
-    );
-    expect(await readBlocks(b, 50, 8)).toEqual(first);
-    expect(await readBlocks(a, 0, 4)).toEqual(second);
+    await pushAndPull(a, b, 2);
   });
 
   test("overlapping ranges on one device copy as if through a buffer, in both directions, across chunks", async () => {
@@ -255,18 +259,7 @@ describe("EXTENDED COPY with a peer reached through a CopyUnit", () => {
 
   test("pushes to and pulls from the proxy, each chunk under the peer's lock", async () => {
     const { a, b, proxy } = withProxyPeer();
-    const first = pattern(8 * 512, 11);
-    const second = pattern(4 * 512, 12);
-    expectGood(await a.submit(cdbs.write10(100, 8), { dataOut: first }));
-    expectGood(await b.submit(cdbs.write10(7, 4), { dataOut: second }));
-    expectGood(
-      await copy(a, [a.scsi.naa, b.scsi.naa], [
-        { source: 0, destination: 1, blocks: 8, sourceLba: 100, destinationLba: 50 },
-        { source: 1, destination: 0, blocks: 4, sourceLba: 7, destinationLba: 0 },
-      ]),
-    );
-    expect(await readBlocks(b, 50, 8)).toEqual(first);
-    expect(await readBlocks(a, 0, 4)).toEqual(second);
+    await pushAndPull(a, b, 11);
     // B's write cache is off (SimDevice default), so the write to it is durable.
     expect(proxy.calls).toEqual(["lock 50+8", "write 50+8 durable", "lock 7+4", "read 7+4"]);
   });

@@ -11,6 +11,7 @@
 # Run: scripts/vm/run-vm.sh scripts/vm/guest/backstores.sh
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+plan 19
 
 SIZE=$((64 * 1024 * 1024))
 IMAGES=$VM_SCRATCH/images

@@ -2,10 +2,12 @@
 # Real-kernel tests of the data plane (issue 11): four RAM devices on two data-plane workers,
 # exported through tcm_loop, written and verified by four concurrent fio jobs (crc32c, read back
 # as it goes with verify_backlog and once more at the end), and the devices really spread over
-# both workers. Each device's data is compared, not just fio's exit code.
+# both workers, and EXTENDED COPY between devices on different workers. Each device's data is
+# compared, not just fio's exit code.
 # Run: scripts/vm/run-vm.sh scripts/vm/guest/data-plane.sh
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+plan 15
 
 SIZE=$((32 * 1024 * 1024))
 DEVICES="dp0 dp1 dp2 dp3"
@@ -58,4 +60,36 @@ for name in $DEVICES; do
 	got=$(dd if="${disk[$name]}" bs=512 skip=60000 count=1 iflag=direct status=none | tr -d ' ')
 	[ "$got" = "data-plane$name" ] && pass "isolated-data-$name" || fail "isolated-data-$name" "read back '$got'"
 done
+# EXTENDED COPY between two devices on different workers, issued on the source (its peer is the
+# destination) and on the destination (its peer is the source); the copies are compared.
+worker_of() { grep -oE "attached uio[0-9]+ $1 .* worker=[0-9]+" "$APPLIANCE_LOG" | grep -oE '[0-9]+$' | tail -n 1; }
+naa_of() { sg_vpd --page=0x83 --raw "$1" 2>/dev/null | od -An -v -tx1 | tr -d ' \n' | cut -c17-48; }
+src=dp0 dst=
+for name in dp1 dp2 dp3; do
+	[ "$(worker_of "$name")" != "$(worker_of dp0)" ] && dst=$name && break
+done
+# xcopy ON_DEVICE SRC_LBA DST_LBA: 64 blocks from $src to $dst, the CDB sent to ON_DEVICE.
+xcopy() {
+	local list
+	list=00180040000000000000001c00000000
+	list=${list}e400000001030010$(naa_of "${disk[$src]}")0000000000000200
+	list=${list}e400000001030010$(naa_of "${disk[$dst]}")0000000000000200
+	list=${list}0200001800000001000000$(printf '40%016x%016x' "$2" "$3")
+	hex_to_file "$list" "$VM_SCRATCH/xcopy.bin"
+	sg_raw -s $((${#list} / 2)) -i "$VM_SCRATCH/xcopy.bin" "$1" 83 00 00 00 00 00 00 00 00 00 00 00 00 $(printf '%02x' $((${#list} / 2))) 00 00 2>&1
+}
+if [ -z "$dst" ]; then
+	fail xcopy-across-workers "no device on a worker other than dp0's"
+	fail xcopy-across-workers-from-peer "no device on a worker other than dp0's"
+else
+	diag "EXTENDED COPY from $src (worker $(worker_of $src)) to $dst (worker $(worker_of $dst))"
+	head -c $((64 * 512)) /dev/urandom >"$VM_SCRATCH/xcopy-pattern.bin"
+	dd if="$VM_SCRATCH/xcopy-pattern.bin" of="${disk[$src]}" bs=512 seek=50000 oflag=direct conv=notrunc status=none
+	out=$(xcopy "${disk[$src]}" 50000 51000)
+	dd if="${disk[$dst]}" of="$VM_SCRATCH/xcopy-back.bin" bs=512 skip=51000 count=64 iflag=direct status=none
+	cmp -s "$VM_SCRATCH/xcopy-back.bin" "$VM_SCRATCH/xcopy-pattern.bin" && pass xcopy-across-workers || fail xcopy-across-workers "sg_raw: $(echo "$out" | tail -n 3 | tr '\n' ' ')"
+	out=$(xcopy "${disk[$dst]}" 50000 52000)
+	dd if="${disk[$dst]}" of="$VM_SCRATCH/xcopy-back.bin" bs=512 skip=52000 count=64 iflag=direct status=none
+	cmp -s "$VM_SCRATCH/xcopy-back.bin" "$VM_SCRATCH/xcopy-pattern.bin" && pass xcopy-across-workers-from-peer || fail xcopy-across-workers-from-peer "sg_raw: $(echo "$out" | tail -n 3 | tr '\n' ' ')"
+fi
 finish

@@ -3,6 +3,7 @@
 # by the compiled binary and exported through tcm_loop.
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+plan 7
 
 SIZE=$((64 * 1024 * 1024))
 # A 1 MiB command ring (instead of 8 MiB) so a few thousand commands wrap it.

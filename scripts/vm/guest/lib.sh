@@ -3,8 +3,10 @@
 #   . scripts/vm/guest/lib.sh
 # Do not `set -e` around these helpers casually: a test should report FAIL and go on.
 #
-# Results:    pass NAME | fail NAME MSG... | skip NAME MSG... | diag MSG... |
+# Results:    plan N (the checks this script runs; run-suite.sh fails a script that ran fewer) |
+#             pass NAME | fail NAME MSG... | skip NAME MSG... | diag MSG... |
 #             check NAME CMD... (pass/fail by CMD's status) | finish (summary + exit status)
+# Data:       hex_to_file HEX FILE
 # Backstores: create_user_backstore NAME SIZE_BYTES DEV_CONFIG [TOKEN=VALUE...]
 #             remove_user_backstore NAME | user_backstore_uio NAME (prints uioN)
 #             create_rd_backstore NAME SIZE_BYTES | remove_backstore NAME
@@ -37,6 +39,8 @@ skip() {
 	echo "SKIP $name: $*"
 }
 diag() { echo "# $*"; }
+# plan N: declares how many checks (pass, fail or skip) a full run of this script makes.
+plan() { echo "PLAN $1"; }
 
 # check NAME CMD [ARGS...]: PASS if CMD succeeds, else FAIL with its last output lines.
 check() {
@@ -59,6 +63,8 @@ finish() {
 }
 
 # --- helpers -------------------------------------------------------------------------------
+hex_to_file() { printf "$(printf '%s' "$1" | sed 's/../\\x&/g')" >"$2"; } # HEX FILE
+
 # _wait_until TIMEOUT_S CMD...: poll CMD every 0.1 s until it succeeds.
 _wait_until() {
 	local deadline=$((SECONDS + $1))

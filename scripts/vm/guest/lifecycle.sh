@@ -7,6 +7,7 @@
 # leaves no enable hanging.
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+plan 19
 
 APP=$APPLIANCE_BIN
 CONFIG=$VM_SCRATCH/appliance.toml

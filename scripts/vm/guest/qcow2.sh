@@ -11,6 +11,7 @@
 # Run: scripts/vm/run-vm.sh scripts/vm/guest/qcow2.sh
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+plan 37
 
 W=$VM_SCRATCH/qcow2
 mkdir -p "$W"

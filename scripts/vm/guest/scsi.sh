@@ -5,6 +5,7 @@
 # Run: scripts/vm/run-vm.sh scripts/vm/guest/scsi.sh
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+plan 44
 
 NAME=scsi0
 SIZE=$((64 * 1024 * 1024))
@@ -19,7 +20,6 @@ mkdir -p "$W"
 
 # --- helpers --------------------------------------------------------------------------------
 hex_of() { od -An -v -tx1 "$1" | tr -d ' \n'; }                  # FILE -> lowercase hex
-hex_to_file() { printf "$(printf '%s' "$1" | sed 's/../\\x&/g')" >"$2"; } # HEX FILE
 short() { printf '%s' "$1" | tr '\n' ' ' | head -c 400; }
 byte_at() { echo $((0x${1:$(($2 * 2)):2})); }                   # HEX INDEX -> number
 

@@ -6,6 +6,7 @@
 # Run: scripts/vm/run-vm.sh scripts/vm/guest/smoke-kernel.sh
 set -u
 . "$(dirname "$0")/lib.sh"
+plan 12
 trap teardown_target EXIT
 
 diag "kernel $(uname -r), $(nproc) cpus, modules: $(cut -d' ' -f1 /proc/modules | sort | tr '\n' ' ')"

@@ -48,6 +48,11 @@ export const serveCommand = defineCommand({
     "data-plane-threads": { type: "string", description: "Worker threads serving the devices (default: one per CPU, at most one per device)" },
     "poll-us": { type: "string", description: "Busy-poll the rings this many µs before a worker blocks (default 0: off)" },
     "file-io": { type: "string", description: "File stores' I/O: auto, io_uring, threads or sync (default auto)" },
+    "fault-injection": {
+      type: "boolean",
+      description: "Tests only: the metrics listener takes POST /fault-injection/<device>?kind=data-path|worker",
+      default: false,
+    },
   },
   async run({ args }) {
     const configPath = args.config === undefined ? DEFAULT_CONFIG_PATH : String(args.config);
@@ -93,6 +98,7 @@ export const serveCommand = defineCommand({
         log: logger("serve"),
         ringLog: logger("ring"),
         dataPlane: { threads: options.dataPlaneThreads, pollUs: options.pollUs, fileIo: options.fileIo },
+        faultInjection: args["fault-injection"] === true,
       }),
     );
   },

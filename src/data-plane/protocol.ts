@@ -66,6 +66,8 @@ export type ControlRequest =
   | { type: "detach"; id: number; token: number; destroy: boolean }
   /** Test hook: the device's next batch throws, as a bug in the data path would. */
   | { type: "inject-fault"; id: number; token: number }
+  /** Test hook: the worker's loop itself throws, ending the thread with every device it serves. */
+  | { type: "crash-worker"; id: number; token: number }
   /** EXTENDED COPY on another worker reads or writes one chunk of this device (peer-units.ts). */
   | PeerIoRequest
   /** Notices: handled as they arrive, never answered. */

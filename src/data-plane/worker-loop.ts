@@ -58,6 +58,8 @@ export class WorkerLoop {
   #controlInProgress = 0;
   #lastWorkMs = 0;
   readonly #peers: PeerDirectory;
+  /** Set by the crash-worker test hook: the loop throws at its next round. */
+  #crashRequested = false;
 
   constructor(start: WorkerStart, post: (message: WorkerMessage) => void) {
     this.#start = start;
@@ -82,6 +84,7 @@ export class WorkerLoop {
   async run(): Promise<never> {
     const pollUs = this.#start.settings.pollUs;
     for (;;) {
+      if (this.#crashRequested) throw new Error(`worker ${this.#start.workerIndex} crash injected (test hook)`);
       let timeoutMs = this.#ready.length > 0 || this.#deferred.length > 0 ? 0 : this.#controlInProgress > 0 ? CONTROL_TURN_MS : -1;
       if (timeoutMs === -1 && pollUs > 0 && this.#pollForWork(pollUs)) timeoutMs = 0;
       const count = libc.epollWaitRaw(this.#epollFd, this.#events, EPOLL_EVENTS_MAX, timeoutMs);
@@ -227,6 +230,10 @@ export class WorkerLoop {
 
   async #execute(request: Exclude<ControlRequest, { id: 0 }>): Promise<StoreSummary | undefined> {
     if (request.type === "attach") return this.#attach(request);
+    if (request.type === "crash-worker") {
+      this.#crashRequested = true;
+      return undefined;
+    }
     const unit = this.#units.get(request.token);
     if (unit === undefined) throw new Error(`device token ${request.token} is not served by worker ${this.#start.workerIndex}`);
     switch (request.type) {

@@ -1,5 +1,5 @@
 // The observability endpoint: GET /metrics (Prometheus text) and GET /healthz (JSON; 503 when a
-// device's ring is broken). Bound to 127.0.0.1 by default: the numbers name devices and sizes,
+// device's ring is broken); with serve --fault-injection (tests only) also POST /fault-injection. Bound to 127.0.0.1 by default: the numbers name devices and sizes,
 // which is nobody else's business unless the admin says so.
 import type { Server } from "bun";
 
@@ -14,7 +14,14 @@ export interface HealthReport {
 export interface MetricsSource {
   metricsText(): string;
   health(): HealthReport;
+  /**
+   * serve --fault-injection only (tests): POST /fault-injection/<device>?kind=data-path|worker.
+   * Resolves false when no device has that name.
+   */
+  injectFault?(deviceName: string, kind: "data-path" | "worker"): Promise<boolean>;
 }
+
+const FAULT_PATH = "/fault-injection/";
 
 export interface ListenAddress {
   hostname: string;
@@ -32,8 +39,15 @@ export function startMetricsServer(address: ListenAddress, source: MetricsSource
   return Bun.serve({
     hostname: address.hostname,
     port: address.port,
-    fetch(request) {
-      const path = new URL(request.url).pathname;
+    async fetch(request) {
+      const url = new URL(request.url);
+      const path = url.pathname;
+      if (request.method === "POST" && source.injectFault !== undefined && path.startsWith(FAULT_PATH)) {
+        const kind = url.searchParams.get("kind") ?? "data-path";
+        if (kind !== "data-path" && kind !== "worker") return new Response("kind must be data-path or worker\n", { status: 400 });
+        const found = await source.injectFault(decodeURIComponent(path.slice(FAULT_PATH.length)), kind);
+        return found ? new Response("injected\n", { status: 202 }) : new Response("no such device\n", { status: 404 });
+      }
       if (request.method !== "GET" && request.method !== "HEAD") return new Response("method not allowed\n", { status: 405 });
       if (path === "/metrics") return new Response(source.metricsText(), { headers: { "content-type": PROMETHEUS_CONTENT_TYPE } });
       if (path === "/healthz") {

@@ -12,6 +12,7 @@ import { StateStore } from "../configfs/state.ts";
 import { PROVISIONING_HBA_ID } from "../configfs/user-device.ts";
 import { ENOENT } from "../libc/errno.ts";
 import { parseListen, startMetricsServer } from "../metrics/http.ts";
+import type { FaultKind } from "./attached-device.ts";
 import { renderMetrics } from "../metrics/prometheus.ts";
 import { NetlinkRequestError } from "../netlink/socket.ts";
 import type { SystemRoots } from "../uio/discover.ts";
@@ -49,6 +50,8 @@ export interface ApplianceOptions {
   ringLog: ServeLog;
   /** Worker threads, busy-poll and file I/O (serve --data-plane-threads, --poll-us, --file-io). */
   dataPlane: DataPlaneSettings;
+  /** serve --fault-injection: the metrics listener takes POST /fault-injection/<device> (tests). */
+  faultInjection?: boolean;
 }
 
 export class Appliance {
@@ -243,11 +246,23 @@ export class Appliance {
     const listen = this.#options.metricsListen;
     if (listen === "off") return;
     try {
-      this.#server = startMetricsServer(parseListen(listen), { metricsText: () => this.metricsText(), health: () => this.health() });
+      this.#server = startMetricsServer(parseListen(listen), {
+        metricsText: () => this.metricsText(),
+        health: () => this.health(),
+        injectFault: this.#options.faultInjection === true ? (name, kind) => this.#injectFault(name, kind) : undefined,
+      });
       this.#options.log.info(`metrics on http://${listen}/metrics, health on /healthz`);
     } catch (error) {
       this.#options.log.error(`metrics endpoint ${listen} not started: ${messageOf(error)}`);
     }
+  }
+
+  async #injectFault(deviceName: string, kind: FaultKind): Promise<boolean> {
+    const device = this.devices.devices.find((candidate) => candidate.info.deviceName === deviceName);
+    if (device === undefined) return false;
+    this.#options.log.warn(`${device.info.uio} ${deviceName}: injecting a ${kind} fault (--fault-injection)`);
+    await device.injectFault(kind);
+    return true;
   }
 
   get metricsPort(): number | undefined {

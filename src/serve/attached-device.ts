@@ -15,6 +15,8 @@ import { recoverRing, type RecoveryResult, type RingActions } from "./ring-recov
 /** A UIO read takes exactly the 4-byte interrupt count. */
 const UIO_READ_BYTES = 4;
 
+export type FaultKind = "data-path" | "worker";
+
 export interface AttachOptions {
   pool: DataPlanePool;
   /** `user_<hba>/<name>`: what the RAM store names its memory after. */
@@ -162,9 +164,12 @@ export class AttachedDevice {
     await this.worker.call({ type: "write-cache", token: this.#token, enabled });
   }
 
-  /** Test hook: the device's next batch on its worker throws. */
-  injectFault(): Promise<unknown> {
-    return this.worker.call({ type: "inject-fault", token: this.#token });
+  /**
+   * Test hook (serve --fault-injection): "data-path" makes the device's next batch throw,
+   * "worker" makes its worker's loop throw, ending the thread with all of its devices.
+   */
+  injectFault(kind: FaultKind): Promise<unknown> {
+    return this.worker.call({ type: kind === "worker" ? "crash-worker" : "inject-fault", token: this.#token });
   }
 
   /** Stops waiting for new work, finishes what the kernel posted, then releases everything. */

@@ -111,11 +111,11 @@ export class SimWorkerDevice {
 
   call(type: "resize", sizeBytes: number): Promise<StoreSummary | undefined>;
   call(type: "write-cache", enabled: boolean): Promise<StoreSummary | undefined>;
-  call(type: "inject-fault"): Promise<StoreSummary | undefined>;
+  call(type: "inject-fault" | "crash-worker"): Promise<StoreSummary | undefined>;
   call(type: string, value?: number | boolean): Promise<StoreSummary | undefined> {
     if (type === "resize") return this.worker.call({ type, token: this.#token, sizeBytes: value as number });
     if (type === "write-cache") return this.worker.call({ type, token: this.#token, enabled: value as boolean });
-    return this.worker.call({ type: "inject-fault", token: this.#token });
+    return this.worker.call({ type: type === "crash-worker" ? "crash-worker" : "inject-fault", token: this.#token });
   }
 
   /** Drains on the worker (unless it already released the device), then unmaps. */

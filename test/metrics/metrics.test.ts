@@ -196,3 +196,29 @@ test("/metrics serves parseable Prometheus text and /healthz reports health", as
   expect((await fetch(`http://127.0.0.1:${server.port}/healthz`)).status).toBe(503);
   expect((await fetch(`http://127.0.0.1:${server.port}/nope`)).status).toBe(404);
 });
+
+test("POST /fault-injection exists only when serve asked for it, and names the device and the kind", async () => {
+  const plain = startMetricsServer({ hostname: "127.0.0.1", port: 0 }, { metricsText: () => "", health: () => ({ healthy: true }) });
+  cleanups.push(() => plain.stop(true));
+  expect((await fetch(`http://127.0.0.1:${plain.port}/fault-injection/disk0`, { method: "POST" })).status).toBe(405);
+
+  const injected: string[] = [];
+  const testing = startMetricsServer({ hostname: "127.0.0.1", port: 0 }, {
+    metricsText: () => "",
+    health: () => ({ healthy: true }),
+    injectFault: async (name, kind) => {
+      if (name !== "disk0") return false;
+      injected.push(kind);
+      return true;
+    },
+  });
+  cleanups.push(() => testing.stop(true));
+  const post = (path: string) => fetch(`http://127.0.0.1:${testing.port}${path}`, { method: "POST" });
+  expect((await post("/fault-injection/disk0?kind=worker")).status).toBe(202);
+  expect((await post("/fault-injection/disk0")).status).toBe(202);
+  expect((await post("/fault-injection/disk1")).status).toBe(404);
+  expect((await post("/fault-injection/disk0?kind=everything")).status).toBe(400);
+  expect(injected).toEqual(["worker", "data-path"]);
+  // Reading stays GET-only.
+  expect((await fetch(`http://127.0.0.1:${testing.port}/fault-injection/disk0`)).status).toBe(404);
+});

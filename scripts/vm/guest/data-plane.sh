@@ -2,12 +2,13 @@
 # Real-kernel tests of the data plane (issue 11): four RAM devices on two data-plane workers,
 # exported through tcm_loop, written and verified by four concurrent fio jobs (crc32c, read back
 # as it goes with verify_backlog and once more at the end), and the devices really spread over
-# both workers, and EXTENDED COPY between devices on different workers. Each device's data is
-# compared, not just fio's exit code.
+# both workers, EXTENDED COPY between devices on different workers, and a worker crash (serve
+# --fault-injection) under a running fio job. Each device's data is compared, not just fio's
+# exit code.
 # Run: scripts/vm/run-vm.sh scripts/vm/guest/data-plane.sh
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-plan 15
+plan 19
 
 SIZE=$((32 * 1024 * 1024))
 DEVICES="dp0 dp1 dp2 dp3"
@@ -19,7 +20,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start_appliance --data-plane-threads 2 || { fail start "appliance did not start"; finish; }
+ip link set lo up 2>/dev/null # the fault-injection endpoint on 127.0.0.1
+start_appliance --data-plane-threads 2 --fault-injection || { fail start "appliance did not start"; finish; }
 for name in $DEVICES; do
 	create_user_backstore "$name" "$SIZE" "appliance/ram/$name" || { fail "create-$name" "configfs refused"; finish; }
 done
@@ -91,5 +93,36 @@ else
 	out=$(xcopy "${disk[$dst]}" 50000 52000)
 	dd if="${disk[$dst]}" of="$VM_SCRATCH/xcopy-back.bin" bs=512 skip=52000 count=64 iflag=direct status=none
 	cmp -s "$VM_SCRATCH/xcopy-back.bin" "$VM_SCRATCH/xcopy-pattern.bin" && pass xcopy-across-workers-from-peer || fail xcopy-across-workers-from-peer "sg_raw: $(echo "$out" | tail -n 3 | tr '\n' ' ')"
+fi
+# A worker that crashes ends with its devices; serve attaches each again (ring reset, BUSY for
+# what was in flight, which the initiator retries) on a new worker, and a fio job running on one
+# of them through the crash completes with every block verified.
+victim=dp0 sibling=
+for name in dp1 dp2 dp3; do
+	[ "$(worker_of "$name")" = "$(worker_of dp0)" ] && sibling=$name && break
+done
+attaches_of() { grep -cE "attached uio[0-9]+ $1 " "$APPLIANCE_LOG"; }
+fio --name=crash --filename="${disk[$victim]}" --direct=1 --ioengine=libaio --iodepth=8 --rw=randwrite --bs=4k \
+	--size=8M --loops=6 --verify=crc32c --verify_backlog=64 --do_verify=1 --verify_fatal=1 --randrepeat=0 \
+	>"$VM_SCRATCH/fio-crash.log" 2>&1 &
+fio_pid=$!
+sleep 2
+answer=$(curl -s --max-time 10 -X POST "http://127.0.0.1:9540/fault-injection/$victim?kind=worker" 2>&1)
+diag "fault injection: $answer (victim $victim, sibling ${sibling:-none} on worker $(worker_of $victim))"
+if wait_for_log "$victim: released by its data-plane worker .*crash injected" 30; then pass worker-crash-releases; else fail worker-crash-releases "no release line; answer '$answer'"; fi
+_wait_until 60 eval '[ "$(attaches_of '"$victim"')" -ge 2 ]'
+[ "$(attaches_of "$victim")" -ge 2 ] && pass worker-crash-reattaches || fail worker-crash-reattaches "$victim attached $(attaches_of "$victim") time(s)"
+if [ -n "$sibling" ]; then
+	_wait_until 60 eval '[ "$(attaches_of '"$sibling"')" -ge 2 ]'
+	[ "$(attaches_of "$sibling")" -ge 2 ] && pass worker-crash-reattaches-sibling || fail worker-crash-reattaches-sibling "$sibling attached $(attaches_of "$sibling") time(s)"
+else
+	fail worker-crash-reattaches-sibling "no other device shared $victim's worker"
+fi
+wait "$fio_pid"
+st=$?
+if [ $st = 0 ] && ! grep -qi 'verify.*bad\|crc32c.*mismatch\|error=' "$VM_SCRATCH/fio-crash.log"; then
+	pass fio-verify-across-worker-crash
+else
+	fail fio-verify-across-worker-crash "fio exit $st: $(tail -n 5 "$VM_SCRATCH/fio-crash.log" | tr '\n' ' ')"
 fi
 finish

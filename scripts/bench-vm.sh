@@ -35,7 +35,7 @@ grep -E '^(PASS|FAIL|SKIP|#|RESULT)' "$out/console.log" || true
 
 echo
 echo "fio through tcm_loop, $(uname -m) host, QEMU/TCG guest; IOPS / MB/s per target; ratios ours/peer"
-echo "goals: ours/kernel >= 0.90 at 4k, >= 0.80 at 1m (\"ok\" / \"low\")"
+echo "minimums (\"ok\" / \"low\"): ours/kernel >= 0.90 at 4k QD32, >= 0.80 at 1m and for 4 devices; ours/tcmu-runner >= 1.8 at QD1, >= 1.3 at QD32, >= 1.5 at 1m"
 echo
 bash scripts/bench-table.sh "$out" | tee "$out/table.md"
 echo "(raw results: $out; this table: $out/table.md)"

@@ -9,9 +9,13 @@ self.onmessage = (event: MessageEvent<WorkerStart>) => {
   const loop = new WorkerLoop(event.data, (message) => self.postMessage(message));
   self.onmessage = (next: MessageEvent<ControlRequest>) => loop.receive(next.data);
   self.postMessage({ type: "ready", workerIndex: event.data.workerIndex });
-  // A failure of the loop itself (not of one device's data path) ends the worker: rethrown
-  // outside the promise so the control plane sees the worker's error event and reattaches.
-  loop.run().catch((error: unknown) => setTimeout(() => {
-    throw error;
-  }));
+  // A failure of the loop itself (not of one device's data path) ends the worker: its stores
+  // are closed, then the error is rethrown outside the promise so the control plane sees the
+  // worker's error event and attaches the devices again.
+  loop.run().catch(async (error: unknown) => {
+    await loop.abandon();
+    setTimeout(() => {
+      throw error;
+    });
+  });
 };

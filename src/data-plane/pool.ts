@@ -60,7 +60,7 @@ export class DataPlaneWorker implements PeerEndpoint {
       if (event.data.type === "ready") markReady();
       else this.#handle(event.data);
     });
-    this.#worker.addEventListener("error", (event) => this.#died(`worker ${index} failed: ${event.message}`));
+    this.#worker.addEventListener("error", (event) => this.#died(`worker ${index} failed: ${errorLine(event)}`));
     const start: WorkerStart = { type: "start", workerIndex: index, controlFd: this.#controlFd, posted, settings };
     this.#worker.postMessage(start);
     router.joined(this);
@@ -226,4 +226,13 @@ export class DataPlanePool {
   stop(): void {
     for (const worker of this.#workers.splice(0)) worker.stop();
   }
+}
+
+/** The error's own message: an ErrorEvent's message also carries a source excerpt, many lines long. */
+function errorLine(event: ErrorEvent | Event): string {
+  const error = (event as ErrorEvent).error;
+  if (error instanceof Error) return error.message;
+  const message = (event as ErrorEvent).message ?? String(event);
+  const line = message.split("\n").find((text) => text.startsWith("error: "));
+  return line === undefined ? message.split("\n")[0]! : line.slice("error: ".length);
 }

@@ -27,6 +27,8 @@ const WATCH_TOKEN_BASE = 0x4000_0000;
 const CONTROL_TURN_MS = 1;
 /** A faulted device's commands in flight get this long to finish before its memory is handed back. */
 const FAULT_DRAIN_MS = 5000;
+/** A failed loop gives its stores this long to close before the thread ends. */
+const ABANDON_CLOSE_MS = 2000;
 /** Busy-polling starts only within this long of a batch that found work (adaptive: idle workers sleep). */
 const POLL_RECENT_MS = 50;
 
@@ -73,6 +75,27 @@ export class WorkerLoop {
     setDefaultFileIoMode(start.settings.fileIo);
     installReadableWatch((fd, readBytes, onReady) => this.#watch(fd, readBytes, onReady));
     installDefer((task) => this.#deferred.push(task));
+  }
+
+  /**
+   * The loop itself failed and the thread is about to end: close every store first. Their
+   * descriptors and locks (a RAM store's flock, a file store's) belong to the process, not to
+   * the thread, so they would outlive it and refuse the reattach.
+   */
+  async abandon(): Promise<void> {
+    const units = [...this.#units.values()];
+    this.#units.clear();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.allSettled(units.map((unit) => unit.close(false))),
+      new Promise((resolve) => (timer = setTimeout(resolve, ABANDON_CLOSE_MS))),
+    ]);
+    clearTimeout(timer);
+    try {
+      libc.close(this.#epollFd);
+    } catch {
+      // Closed already: nothing to give back.
+    }
   }
 
   /** Called for every message the control plane posts (the worker's onmessage). */

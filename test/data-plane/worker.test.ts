@@ -130,23 +130,25 @@ test("a fault in one device's data path releases only that device; its worker ke
 test("a worker whose loop throws ends; each of its devices hears released, and a new device gets a new worker", async () => {
   const crashPool = new DataPlanePool({ ...DEFAULT_DATA_PLANE_SETTINGS, threads: 1 }, log);
   try {
-    const first = await SimWorkerDevice.attach(crashPool, { sizeBytes: 1024 * 1024 });
+    const deviceKey = `crash-test-${process.pid}`;
+    const first = await SimWorkerDevice.attach(crashPool, { sizeBytes: 1024 * 1024, deviceKey });
     const second = await SimWorkerDevice.attach(crashPool, { sizeBytes: 1024 * 1024 });
     const worker = first.worker;
     expect(second.worker).toBe(worker);
     expect((await first.submit(cdbs.read10(0, 8), { dataInBytes: 4096 })).status).toBe(GOOD);
     await first.call("crash-worker");
     for (let waited = 0; (first.released.length === 0 || second.released.length === 0) && waited < 5000; waited += 5) await Bun.sleep(5);
-    expect(first.released[0]).toContain("crash injected");
+    expect(first.released[0]).toBe("worker 0 failed: worker 0 crash injected (test hook)");
     expect(second.released[0]).toContain("crash injected");
     expect(worker.alive).toBe(false);
     expect(crashPool.workers).not.toContain(worker);
-    // What serve does on "released": attach again; the pool starts a fresh thread for it.
-    const again = await SimWorkerDevice.attach(crashPool, { sizeBytes: 1024 * 1024 });
+    // What serve does on "released": attach again — the same RAM store, whose lock the dead
+    // thread gave back before it ended; the pool starts a fresh thread for it.
+    await first.detach();
+    const again = await SimWorkerDevice.attach(crashPool, { sizeBytes: 1024 * 1024, deviceKey });
     expect(again.worker).not.toBe(worker);
     expect((await again.submit(cdbs.read10(0, 8), { dataInBytes: 4096 })).status).toBe(GOOD);
     await again.detach();
-    await first.detach();
     await second.detach();
   } finally {
     crashPool.stop();

@@ -249,7 +249,7 @@ if grep -qwE 'ram|file' <<<"$TARGETS"; then
 		echo -e "ours\tidle2\t$(rss_kib "$APPLIANCE_PID")" >>"$OUT/rss.tsv"
 		diag "RSS with two idle devices: $(rss_kib "$APPLIANCE_PID") KiB (anon file shmem: $(rss_parts "$APPLIANCE_PID"))"
 	fi
-	diag "ours: $(grep -oE 'attached uio[0-9]+ bench_[a-z]+.*' "$APPLIANCE_LOG" | tr '\n' ';')"
+	diag "ours: $(grep -oE 'attached uio[0-9]+ bench_(ram|file) .*' "$APPLIANCE_LOG" | tr '\n' ';')"
 	sample_rss "$APPLIANCE_PID" "$VM_SCRATCH/rss-max" &
 	RSS_PID=$!
 	grep -qw ram <<<"$TARGETS" && with_export bench_ram ram

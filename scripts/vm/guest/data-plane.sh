@@ -109,7 +109,12 @@ fio_pid=$!
 sleep 2
 answer=$(curl -s --max-time 10 -X POST "http://127.0.0.1:9540/fault-injection/$victim?kind=worker" 2>&1)
 diag "fault injection: $answer (victim $victim, sibling ${sibling:-none} on worker $(worker_of $victim))"
-if wait_for_log "$victim: released by its data-plane worker .*crash injected" 30; then pass worker-crash-releases; else fail worker-crash-releases "no release line; answer '$answer'"; fi
+if wait_for_log "$victim: released by its data-plane worker .*crash injected" 30; then
+	pass worker-crash-releases
+else
+	fail worker-crash-releases "no release line; answer '$answer'"
+	tail -n 30 "$APPLIANCE_LOG" | sed 's/^/# serve: /'
+fi
 _wait_until 60 eval '[ "$(attaches_of '"$victim"')" -ge 2 ]'
 [ "$(attaches_of "$victim")" -ge 2 ] && pass worker-crash-reattaches || fail worker-crash-reattaches "$victim attached $(attaches_of "$victim") time(s)"
 if [ -n "$sibling" ]; then

@@ -5,9 +5,10 @@ import { mkdirSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 
 const OUTFILE = "dist/tcmu-appliance";
-// Workers are separate entrypoints and must sit beside main.ts, or the binary cannot find them
-// (src/worker-urls.ts resolves their URLs).
-const ENTRYPOINTS = ["src/main.ts", "src/uio-wait-worker.ts", "src/netlink-worker.ts", "src/io-thread-worker.ts", "src/configfs-worker.ts", "src/data-plane-worker.ts"];
+// Workers (and the module a worker imports at run time for `bench --isolation`) are separate
+// entrypoints and must sit beside main.ts, or the binary cannot find them (src/worker-urls.ts
+// resolves their URLs).
+const ENTRYPOINTS = ["src/main.ts", "src/uio-wait-worker.ts", "src/netlink-worker.ts", "src/io-thread-worker.ts", "src/configfs-worker.ts", "src/data-plane-worker.ts", "src/bench-stalling-store.ts"];
 
 mkdirSync("dist", { recursive: true });
 const command = [

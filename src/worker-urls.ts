@@ -6,3 +6,5 @@ export const NETLINK_WORKER_URL = new URL("./netlink-worker.ts", import.meta.url
 export const IO_THREAD_WORKER_URL = new URL("./io-thread-worker.ts", import.meta.url).href;
 export const CONFIGFS_WORKER_URL = new URL("./configfs-worker.ts", import.meta.url).href;
 export const DATA_PLANE_WORKER_URL = new URL("./data-plane-worker.ts", import.meta.url).href;
+/** Not a worker: the store a data-plane worker imports for `bench --isolation`'s stalled device. */
+export const BENCH_STALLING_STORE_URL = new URL("./bench-stalling-store.ts", import.meta.url).href;

@@ -1,11 +1,13 @@
 // `tcmu-appliance bench`: in-process benchmarks through the kernel simulator (no root needed):
 // RAM, file and qcow2 stores × 4 KiB / 64 KiB / 1 MiB × QD 1 and 32 × random and sequential ×
 // read and write (qcow2 is served read-only). Flags narrow the matrix; each case runs --seconds.
-// `--devices N --threads M,…` instead measures aggregate throughput over data-plane workers.
+// `--devices N --threads M,…` instead measures aggregate throughput over data-plane workers;
+// `--isolation` what a stalled store on one worker costs a device on another.
 import { availableParallelism, tmpdir } from "node:os";
 import { defineCommand } from "citty";
 import { z } from "zod";
 import { closeSharedFileIo, FILE_IO_MODES } from "../../backstores/file/file-io.ts";
+import { formatIsolation, runIsolationBench } from "../bench/isolation-bench.ts";
 import { formatScaling, runScalingBench } from "../bench/scaling-bench.ts";
 import { BENCH_IO_BYTES_MAX, BENCH_STORE_KINDS, openBenchStore, type BenchStoreKind } from "../bench/bench-stores.ts";
 import { formatResults, runSimBench, type BenchOperation, type BenchPattern, type SimBenchResult } from "../bench/sim-bench.ts";
@@ -38,6 +40,7 @@ const BenchArgs = z.object({
     .string()
     .transform((text) => text.split(",").map(Number))
     .pipe(z.array(z.number().int().min(1).max(256)).min(1)),
+  isolation: z.boolean(),
 });
 
 export const benchCommand = defineCommand({
@@ -54,6 +57,7 @@ export const benchCommand = defineCommand({
     dir: { type: "string", description: "Directory for image files (the file system measured)", default: tmpdir() },
     devices: { type: "string", description: "Scaling run: this many RAM devices on data-plane workers at once (4k randread at --qd)" },
     threads: { type: "string", description: "Scaling run: comma-separated worker-thread counts to compare", default: `1,2,${availableParallelism()}` },
+    isolation: { type: "boolean", description: "Isolation run: a device's QD1 latency alone and beside a stalled store on another worker", default: false },
   },
   async run({ args }) {
     const parsed = BenchArgs.safeParse({
@@ -68,6 +72,7 @@ export const benchCommand = defineCommand({
       dir: args.dir,
       devices: args.devices,
       threads: args.threads,
+      isolation: args.isolation === true,
     });
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
@@ -76,6 +81,10 @@ export const benchCommand = defineCommand({
       process.exit(2);
     }
     const options = parsed.data;
+    if (options.isolation) {
+      console.log(formatIsolation(await runIsolationBench(options.seconds)));
+      return;
+    }
     if (options.devices !== undefined) {
       const scaling = await runScalingBench({ devices: options.devices, threads: [...new Set(options.threads)], seconds: options.seconds, queueDepth: Math.max(...options.qd), ioBytes: 4096 });
       console.log(formatScaling(scaling));

@@ -5,6 +5,8 @@
 import { CDB_LENGTH_MAX, scsiCommandSize, type ScsiCommand } from "./command.ts";
 import * as uapi from "./uapi.ts";
 
+/** CDB bytes copied for every command (the longest fixed-length CDB); variable-length ones get the rest. */
+const CDB_FIRST_BYTES = 16;
 /** Offsets above 2^53 cannot be numbers; the kernel never writes them, a corrupt ring might. */
 const HIGH_WORD_MAX = 0x1f_ffff;
 
@@ -54,13 +56,15 @@ export function readRequest(layout: RingLayout, view: DataView, memory: Uint8Arr
   // The kernel puts the CDB inside the entry; anything outside the ring is refused.
   const ringBytesLeft = layout.dataAreaOffset - cdbOffset;
   if (cdbOffset < layout.cmdrOffset || ringBytesLeft < 6) return `cdb_off ${cdbOffset} lies outside the command ring`;
-  command.cdb.fill(0, 0, 16);
-  command.cdb.set(memory.subarray(cdbOffset, cdbOffset + Math.min(16, ringBytesLeft)));
-  const cdbLength = scsiCommandSize(command.cdb);
+  // Byte by byte: a subarray per command would be an allocation on the hot path.
+  const cdb = command.cdb;
+  const firstBytes = Math.min(CDB_FIRST_BYTES, ringBytesLeft);
+  for (let index = 0; index < CDB_FIRST_BYTES; index += 1) cdb[index] = index < firstBytes ? memory[cdbOffset + index]! : 0;
+  const cdbLength = scsiCommandSize(cdb);
   if (cdbLength > CDB_LENGTH_MAX || cdbLength > ringBytesLeft) {
     return `a ${cdbLength}-byte CDB at ${cdbOffset} does not fit the command ring`;
   }
-  if (cdbLength > 16) command.cdb.set(memory.subarray(cdbOffset, cdbOffset + cdbLength));
+  if (cdbLength > CDB_FIRST_BYTES) cdb.set(memory.subarray(cdbOffset, cdbOffset + cdbLength));
   command.cdbLength = cdbLength;
 
   for (let index = 0; index < iovCount + iovBidiCount; index += 1) {

@@ -53,6 +53,8 @@ export class WorkerLoop {
   /** Units with entries to read; `#queued` keeps each in at most once. */
   #ready: ServedUnit[] = [];
   #running: ServedUnit[] = [];
+  /** Units that ran a batch this round: they publish their counters after it. */
+  readonly #ran: ServedUnit[] = [];
   readonly #queued = new Set<ServedUnit>();
   #deferred: (() => void)[] = [];
   readonly #inbox: ControlRequest[] = [];
@@ -114,7 +116,7 @@ export class WorkerLoop {
       let controlWoken = false;
       // Completions outside a batch (a watched completion descriptor) change counters of units
       // that may not run a batch now: then every unit publishes, else only those that ran.
-      let publishAll = this.#deferred.length > 0 || this.#controlInProgress > 0;
+      let publishAll = this.#controlInProgress > 0;
       for (let index = 0; index < count; index += 1) {
         const token = this.#eventView.getUint32(index * EPOLL_EVENT_BYTES + 4, true);
         if (token === CONTROL_TOKEN) {
@@ -131,9 +133,12 @@ export class WorkerLoop {
         }
       }
       this.#runReady();
-      this.#runDeferred();
+      if (this.#runDeferred()) publishAll = true;
       drainMicrotasks();
+      // After the microtasks: completions they made (an awaited store operation) count too.
       if (publishAll) for (const unit of this.#units.values()) unit.publishStats();
+      else for (const unit of this.#ran) unit.publishStats();
+      this.#ran.length = 0;
       if (controlWoken || this.#received < Atomics.load(this.#posted, POSTED_INDEX)) await this.#receiveControl();
       else if (this.#controlInProgress > 0) await turnOfTheRuntime();
       else continue;
@@ -185,7 +190,7 @@ export class WorkerLoop {
       if (this.#units.get(unit.token) !== unit) continue;
       try {
         if (unit.processBatch()) this.#markReady(unit);
-        unit.publishStats();
+        this.#ran.push(unit);
       } catch (error) {
         this.#fault(unit, error);
       }
@@ -193,11 +198,13 @@ export class WorkerLoop {
     batch.length = 0;
   }
 
-  #runDeferred(): void {
-    if (this.#deferred.length === 0) return;
+  /** Runs what was deferred to this round; true when anything ran. */
+  #runDeferred(): boolean {
+    if (this.#deferred.length === 0) return false;
     const tasks = this.#deferred;
     this.#deferred = [];
     for (const task of tasks) task();
+    return true;
   }
 
   /** Spins on the devices' cmd_head for up to `pollUs` after recent work; true when a ring has entries. */

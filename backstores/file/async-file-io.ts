@@ -51,6 +51,12 @@ class Request {
 
 function noop(): void {}
 
+/**
+ * Requests waiting for a token at once, at most: every command in flight on every device that
+ * shares this engine (a worker's devices × 256 ring slots) fits; more means a leak, not load.
+ */
+export const TOKEN_WAITERS_MAX = 65536;
+
 export class AsyncFileIo {
   readonly engine: AsyncEngine;
   readonly capacity: number;
@@ -99,6 +105,7 @@ export class AsyncFileIo {
 
   /** Resolves when a token is free again (requests beyond capacity queue here, in order). */
   whenTokenFree(): Promise<void> {
+    if (this.#tokenWaiters.length >= TOKEN_WAITERS_MAX) return Promise.reject(new Error(`file I/O: more than ${TOKEN_WAITERS_MAX} requests wait for a token`));
     return new Promise((resolve) => this.#tokenWaiters.push(resolve));
   }
 

@@ -47,6 +47,8 @@ export const SLOT_COUNT_DEFAULT = 256;
 export const ENTRIES_PER_BATCH_MAX_DEFAULT = 512;
 /** Bounds what a device keeps busy (backstore work, qcow2 buffers), not the data area itself. */
 export const IN_FLIGHT_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
+/** whenIdle() callers waiting at once, at most (drains, shutdown: a handful); more is a bug. */
+export const IDLE_WAITERS_MAX = 64;
 
 export interface RingCounters {
   commands: number;
@@ -213,6 +215,7 @@ export class RingEngine implements RingLayout {
   /** Resolves once no command is in flight (used by shutdown and tests). */
   whenIdle(): Promise<void> {
     if (this.inFlightCount === 0) return Promise.resolve();
+    if (this.#idleWaiters.length >= IDLE_WAITERS_MAX) throw new Error(`more than ${IDLE_WAITERS_MAX} callers wait for the ring to go idle`);
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 

@@ -12,6 +12,11 @@
 export const NO_TICKET = -1;
 
 const TICKETS_INITIAL = 64;
+/**
+ * Waiters at once, at most. Each is a command of this unit (at most a ring's slots, 256) or an
+ * EXTENDED COPY chunk another worker asked for (one per copy); more means a leak, not load.
+ */
+export const LOCK_WAITERS_MAX = 4096;
 
 interface Waiter {
   startLba: number;
@@ -55,6 +60,7 @@ export class LbaRangeLock {
   acquire(startLba: number, endLba: number, exclusive: boolean): Promise<number> {
     const ticket = this.tryAcquire(startLba, endLba, exclusive);
     if (ticket !== NO_TICKET) return Promise.resolve(ticket);
+    if (this.#waiters.length >= LOCK_WAITERS_MAX) return Promise.reject(new Error(`LBA range lock: more than ${LOCK_WAITERS_MAX} waiters`));
     return new Promise((grant) => this.#waiters.push({ startLba, endLba, exclusive, grant }));
   }
 

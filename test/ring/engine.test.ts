@@ -309,3 +309,18 @@ describe("restart", () => {
     expect(read!.dataIn).toEqual(data);
   });
 });
+
+describe("bounded queues", () => {
+  test("whenIdle takes at most IDLE_WAITERS_MAX callers at once; all of them wake when the ring drains", async () => {
+    const { IDLE_WAITERS_MAX } = await import("../../src/ring/engine.ts");
+    const device = simDevice({ backstore: new SlowBackstore(1024 * 1024, () => 30), sizeBytes: 1024 * 1024 });
+    const read = device.submit(cdbs.read10(0, 8), { dataInBytes: 4096 });
+    for (let wait = 0; wait < 50 && device.engine.inFlightCount === 0; wait += 1) await Bun.sleep(1);
+    expect(device.engine.inFlightCount).toBe(1);
+    const waiters = Array.from({ length: IDLE_WAITERS_MAX }, () => device.engine.whenIdle());
+    expect(() => device.engine.whenIdle()).toThrow(`more than ${IDLE_WAITERS_MAX} callers`);
+    expect((await read).status).toBe(SAM_STAT_GOOD);
+    await Promise.all(waiters);
+    expect(device.engine.inFlightCount).toBe(0);
+  });
+});

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { LbaRangeLock, NO_TICKET } from "../../src/scsi/lba-lock.ts";
+import { LbaRangeLock, LOCK_WAITERS_MAX, NO_TICKET } from "../../src/scsi/lba-lock.ts";
 
 describe("LbaRangeLock", () => {
   test("shared holders overlap freely; an exclusive request waits for overlapping ones only", async () => {
@@ -55,5 +55,20 @@ describe("LbaRangeLock", () => {
     for (const ticket of tickets) lock.release(ticket);
     expect(lock.heldCount).toBe(0);
     expect(() => lock.release(tickets[0]!)).toThrow("released twice");
+  });
+
+  test("the waiter queue is bounded: one waiter past LOCK_WAITERS_MAX is refused, the others are all granted", async () => {
+    const lock = new LbaRangeLock();
+    const holder = lock.tryAcquire(0, 8, true);
+    const waiting = Array.from({ length: LOCK_WAITERS_MAX }, () => lock.acquire(0, 8, false));
+    expect(lock.waitingCount).toBe(LOCK_WAITERS_MAX);
+    let refusal: unknown;
+    await lock.acquire(0, 8, false).catch((error: unknown) => (refusal = error));
+    expect(String(refusal)).toContain(`more than ${LOCK_WAITERS_MAX} waiters`);
+    lock.release(holder);
+    const tickets = await Promise.all(waiting);
+    expect(tickets.every((ticket) => ticket !== NO_TICKET)).toBe(true);
+    for (const ticket of tickets) lock.release(ticket);
+    expect(lock.heldCount).toBe(0);
   });
 });

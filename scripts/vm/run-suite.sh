@@ -32,6 +32,7 @@ while IFS= read -r line || [ -n "$line" ]; do
 	t1=$(vm_now)
 	rc=0
 	VM_LOG=$log "$VM_DIR/run-vm.sh" "$@" </dev/null || rc=$?
+	[ -f "$log" ] || : >"$log" # a run that could not start wrote nothing
 	p=$(grep -c '^PASS ' "$log" || true)
 	f=$(grep -c '^FAIL ' "$log" || true)
 	s=$(grep -c '^SKIP ' "$log" || true)

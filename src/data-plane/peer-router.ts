@@ -3,7 +3,7 @@
 // come and go, and the chunk requests of a copy handed from the copying worker to the owner's
 // mailbox and the answer handed back. The data moves in a SharedArrayBuffer the copying worker
 // made; this thread only passes it on.
-import type { PeerAnnouncement, PeerIoFailure, WorkerMessage } from "./protocol.ts";
+import type { PeerAnnouncement, PeerChunk, PeerIoFailure, PeerIoMessage, PeerNotice } from "./protocol.ts";
 
 /** What the router needs of a worker (pool.ts DataPlaneWorker). */
 export interface PeerEndpoint {
@@ -12,15 +12,8 @@ export interface PeerEndpoint {
   /** Posts a notice to the worker's mailbox: no reply. */
   notify(notice: PeerNotice): void;
   /** A peer-io request to the worker; rejects with the backstore's failure when it failed. */
-  peerIo(request: Omit<PeerIoMessage, "type" | "requestId" | "workerIndex">): Promise<void>;
+  peerIo(chunk: PeerChunk): Promise<void>;
 }
-
-export type PeerNotice =
-  | { type: "peer-added"; id: 0; peer: PeerAnnouncement }
-  | { type: "peer-removed"; id: 0; workerIndex: number; token: number }
-  | { type: "peer-io-done"; id: 0; requestId: number; failure?: PeerIoFailure };
-
-type PeerIoMessage = Extract<WorkerMessage, { type: "peer-io" }>;
 
 /** Thrown by PeerEndpoint.peerIo when the owner's backstore refused the chunk. */
 export class PeerIoError extends Error {

@@ -6,8 +6,18 @@ import { availableParallelism } from "node:os";
 import * as libc from "../libc/libc.ts";
 import { VetoError } from "../serve/errors.ts";
 import { DATA_PLANE_WORKER_URL } from "../worker-urls.ts";
-import { MAILBOX_DEPTH_MAX, POSTED_INDEX, type AttachRequest, type ControlRequest, type StoreSummary, type WorkerMessage, type WorkerStart } from "./protocol.ts";
-import { PeerIoError, PeerRouter, type PeerEndpoint, type PeerNotice } from "./peer-router.ts";
+import {
+  MAILBOX_DEPTH_MAX,
+  POSTED_INDEX,
+  type AttachRequest,
+  type ControlRequest,
+  type PeerChunk,
+  type PeerNotice,
+  type StoreSummary,
+  type WorkerMessage,
+  type WorkerStart,
+} from "./protocol.ts";
+import { PeerIoError, PeerRouter, type PeerEndpoint } from "./peer-router.ts";
 import type { DataPlaneSettings } from "./settings.ts";
 
 export interface PoolLog {
@@ -113,8 +123,8 @@ export class DataPlaneWorker implements PeerEndpoint {
     libc.write(this.#controlFd, ONE, 8);
   }
 
-  async peerIo(request: Omit<Extract<Request, { type: "peer-io" }>, "type">): Promise<void> {
-    await this.call({ type: "peer-io", ...request });
+  async peerIo(chunk: PeerChunk): Promise<void> {
+    await this.call({ type: "peer-io", ...chunk });
   }
 
   async attach(request: Omit<AttachRequest, "id" | "type">): Promise<StoreSummary> {

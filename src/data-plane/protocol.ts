@@ -70,7 +70,10 @@ export type ControlRequest =
   | { type: "crash-worker"; id: number; token: number }
   /** EXTENDED COPY on another worker reads or writes one chunk of this device (peer-units.ts). */
   | PeerIoRequest
-  /** Notices: handled as they arrive, never answered. */
+  | PeerNotice;
+
+/** Notices to a worker about other workers' devices: handled as they arrive, never answered. */
+export type PeerNotice =
   | { type: "peer-added"; id: 0; peer: PeerAnnouncement }
   | { type: "peer-removed"; id: 0; workerIndex: number; token: number }
   | { type: "peer-io-done"; id: 0; requestId: number; failure?: PeerIoFailure };
@@ -84,9 +87,8 @@ export interface PeerAnnouncement {
   stats: SharedArrayBuffer;
 }
 
-export interface PeerIoRequest {
-  type: "peer-io";
-  id: number;
+/** One chunk of an EXTENDED COPY for the device `token` of the worker that serves it. */
+export interface PeerChunk {
   token: number;
   write: boolean;
   lba: number;
@@ -94,6 +96,19 @@ export interface PeerIoRequest {
   durable: boolean;
   /** blocks × block size bytes: filled by a read, the source of a write. */
   data: SharedArrayBuffer;
+}
+
+/** The chunk as the owning worker gets it (a request: it replies). */
+export interface PeerIoRequest extends PeerChunk {
+  type: "peer-io";
+  id: number;
+}
+
+/** The chunk as the copying worker asks for it; the control plane routes it to `workerIndex`. */
+export interface PeerIoMessage extends PeerChunk {
+  type: "peer-io";
+  requestId: number;
+  workerIndex: number;
 }
 
 /** Why a chunk failed: a backstore error's kind and offset, carried to the copying unit. */
@@ -134,4 +149,4 @@ export type WorkerMessage =
   | { type: "write-cache-changed"; token: number; enabled: boolean }
   | { type: "log"; level: "warn" | "error" | "info"; message: string }
   /** EXTENDED COPY here needs a chunk of a device on another worker; answered by peer-io-done. */
-  | { type: "peer-io"; requestId: number; workerIndex: number; token: number; write: boolean; lba: number; blocks: number; durable: boolean; data: SharedArrayBuffer };
+  | PeerIoMessage;

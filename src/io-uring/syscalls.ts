@@ -2,14 +2,12 @@
 // binding.ts says why binding the variadic syscall() with fixed arguments is safe). Pointers
 // travel as numbers. Each call returns its result, or -errno (never throws): these run per batch
 // on the data path.
-import { errno, libc } from "../libc/binding.ts";
+import { errno, libc as sym } from "../libc/binding.ts";
 import { EINTR } from "../libc/errno.ts";
 import * as uapi from "./uapi.ts";
 
 const PROT_READ_WRITE = 3;
 const MAP_SHARED_POPULATE = 0x01 | 0x8000;
-
-const sym = libc;
 
 function result(value: number | bigint): number {
   const number = typeof value === "number" ? value : Number(value);

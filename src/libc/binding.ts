@@ -49,7 +49,6 @@ export const libc = dlopen("libc.so.6", {
 
 const errnoLocation = libc.__errno_location() as Pointer;
 
-
 /** errno of this thread's last failed call. */
 export function errno(): number {
   return readMemory.i32(errnoLocation, 0);

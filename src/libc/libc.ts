@@ -1,10 +1,8 @@
 // libc through bun:ffi (the binding is binding.ts). Every wrapper throws a SystemCallError
 // naming the call and errno on failure, so callers never see -1.
 import type { Pointer } from "bun:ffi";
-import { errno, libc } from "./binding.ts";
+import { errno, libc as sym } from "./binding.ts";
 import { EAGAIN, EINTR, SystemCallError } from "./errno.ts";
-
-const sym = libc;
 
 export { errno };
 

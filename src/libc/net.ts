@@ -1,9 +1,7 @@
 // Sockets through bun:ffi (binding.ts): what generic netlink (the TCM-USER family) and
 // sd_notify (a unix datagram) need.
-import { errno, libc } from "./binding.ts";
+import { errno, libc as sym } from "./binding.ts";
 import { EAGAIN, EINTR, SystemCallError } from "./errno.ts";
-
-const sym = libc;
 
 export const AF_UNIX = 1;
 export const AF_NETLINK = 16;

@@ -1,6 +1,7 @@
 // The observability endpoint: GET /metrics (Prometheus text) and GET /healthz (JSON; 503 when a
-// device's ring is broken); with serve --fault-injection (tests only) also POST /fault-injection. Bound to 127.0.0.1 by default: the numbers name devices and sizes,
-// which is nobody else's business unless the admin says so.
+// device's ring is broken); with serve --fault-injection (tests only) also POST /fault-injection.
+// Bound to 127.0.0.1 by default: the numbers name devices and sizes, which is nobody else's
+// business unless the admin says so.
 import type { Server } from "bun";
 
 export const DEFAULT_METRICS_LISTEN = "127.0.0.1:9540";

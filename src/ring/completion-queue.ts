@@ -13,10 +13,6 @@ export class CompletionQueue {
     this.#queue = new Int32Array(slotCount);
   }
 
-  get count(): number {
-    return this.#count;
-  }
-
   push(command: ScsiCommand): void {
     const capacity = this.#queue.length;
     if (this.#count === capacity) throw new Error("completion queue overflow: a command completed twice");

@@ -114,9 +114,10 @@ export class WorkerLoop {
       if (timeoutMs === -1 && pollUs > 0 && this.#pollForWork(pollUs)) timeoutMs = 0;
       const count = libc.epollWaitRaw(this.#epollFd, this.#events, EPOLL_EVENTS_MAX, timeoutMs);
       let controlWoken = false;
-      // Completions outside a batch (a watched completion descriptor) change counters of units
-      // that may not run a batch now: then every unit publishes, else only those that ran.
-      let publishAll = this.#controlInProgress > 0;
+      // Completions outside a batch (a watched completion descriptor, deferred work, a control
+      // turn) change counters of units that may not run a batch now: then every unit publishes,
+      // else only those that ran.
+      let publishAll = false;
       for (let index = 0; index < count; index += 1) {
         const token = this.#eventView.getUint32(index * EPOLL_EVENT_BYTES + 4, true);
         if (token === CONTROL_TOKEN) {
@@ -135,17 +136,19 @@ export class WorkerLoop {
       this.#runReady();
       if (this.#runDeferred()) publishAll = true;
       drainMicrotasks();
+      const messagesWaiting = controlWoken || this.#received < Atomics.load(this.#posted, POSTED_INDEX);
+      if (messagesWaiting || this.#controlInProgress > 0) {
+        if (messagesWaiting) await this.#receiveControl();
+        else await turnOfTheRuntime();
+        // A control turn may have settled promises (a peer's answer to EXTENDED COPY): their
+        // continuations run before this thread blocks again, or they would wait for its next wake-up.
+        drainMicrotasks();
+        publishAll = true;
+      }
       // After the microtasks: completions they made (an awaited store operation) count too.
       if (publishAll) for (const unit of this.#units.values()) unit.publishStats();
       else for (const unit of this.#ran) unit.publishStats();
       this.#ran.length = 0;
-      if (controlWoken || this.#received < Atomics.load(this.#posted, POSTED_INDEX)) await this.#receiveControl();
-      else if (this.#controlInProgress > 0) await turnOfTheRuntime();
-      else continue;
-      // A control turn may have settled promises (a peer's answer to EXTENDED COPY): their
-      // continuations run before this thread blocks again, or they would wait for its next wake-up.
-      drainMicrotasks();
-      for (const unit of this.#units.values()) unit.publishStats();
     }
   }
 

@@ -146,6 +146,16 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
 # rss_parts PID: "anon file shmem" KiB (RssFile is mostly the executable's own pages).
 rss_parts() { awk '/^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 } /^RssShmem:/ { s = $2 } END { print a, f, s }' "/proc/$1/status" 2>/dev/null; }
 
+# record_rss KEY WHAT: our RSS now, read once, into rss.tsv as KEY and into the log with its
+# anon/file/shmem split and thread count (the table and the log then show the same sample).
+record_rss() {
+	local rss parts
+	rss=$(rss_kib "$APPLIANCE_PID")
+	parts=$(rss_parts "$APPLIANCE_PID")
+	echo -e "ours\t$1\t$rss" >>"$OUT/rss.tsv"
+	diag "RSS $2: $rss KiB (anon file shmem: $parts), $(ls /proc/"$APPLIANCE_PID"/task | wc -l) threads"
+}
+
 # sample_rss PID FILE: writes the largest VmRSS seen to FILE until killed.
 sample_rss() {
 	local max=0 now
@@ -220,15 +230,13 @@ if grep -qwE 'ram|file' <<<"$TARGETS"; then
 	start_appliance --allow-root "$IMAGES" ${BENCH_SERVE_ARGS:-} || { fail start "appliance did not start"; finish; }
 	# RSS in steps: serve alone, one device (one worker), two devices (two workers).
 	sleep 2
-	echo -e "ours\tnone\t$(rss_kib "$APPLIANCE_PID")" >>"$OUT/rss.tsv"
-	diag "RSS serving nothing: $(rss_kib "$APPLIANCE_PID") KiB (anon file shmem: $(rss_parts "$APPLIANCE_PID")), $(ls /proc/"$APPLIANCE_PID"/task | wc -l) threads"
+	record_rss none "serving nothing"
 	if grep -qw ram <<<"$TARGETS"; then
 		create_user_device bench_ram appliance/ram/benchram
 		wait_for_log 'attached uio[0-9]+ bench_ram' 90 || fail attach-ram "no attach line"
 		# Settled: the configfs threads the attach grew have retired (2 s idle).
 		sleep 5
-		echo -e "ours\tidle\t$(rss_kib "$APPLIANCE_PID")" >>"$OUT/rss.tsv"
-		diag "RSS with one idle device: $(rss_kib "$APPLIANCE_PID") KiB (anon file shmem: $(rss_parts "$APPLIANCE_PID")), $(ls /proc/"$APPLIANCE_PID"/task | wc -l) threads"
+		record_rss idle "with one idle device"
 	fi
 	# 64 idle RAM devices (before any I/O, so no data-area pages are mapped yet): what each
 	# attached device costs once the workers exist.
@@ -237,17 +245,15 @@ if grep -qwE 'ram|file' <<<"$TARGETS"; then
 		for i in $(seq 1 63); do create_user_backstore "bench_idle$i" $((16 * 1024 * 1024)) "appliance/ram/idle$i" || break; done
 		wait_for_log 'attached uio[0-9]+ bench_idle63 ' 180 || diag "not all idle devices attached"
 		sleep 5
-		echo -e "ours\tidle64\t$(rss_kib "$APPLIANCE_PID")" >>"$OUT/rss.tsv"
+		record_rss idle64 "with 64 idle devices ($before KiB with one)"
 		echo -e "ours\tidle64-before\t$before" >>"$OUT/rss.tsv"
-		diag "RSS $before KiB before 63 more idle devices, $(rss_kib "$APPLIANCE_PID") KiB after (anon file shmem: $(rss_parts "$APPLIANCE_PID")), $(ls /proc/"$APPLIANCE_PID"/task | wc -l) threads"
 		for i in $(seq 1 63); do remove_user_backstore "bench_idle$i" 2>/dev/null; done
 	fi
 	if grep -qw file <<<"$TARGETS"; then
 		create_user_device bench_file "appliance/file/$IMAGES/ours.img"
 		wait_for_log 'attached uio[0-9]+ bench_file' 90 || fail attach-file "no attach line"
 		sleep 5
-		echo -e "ours\tidle2\t$(rss_kib "$APPLIANCE_PID")" >>"$OUT/rss.tsv"
-		diag "RSS with two idle devices: $(rss_kib "$APPLIANCE_PID") KiB (anon file shmem: $(rss_parts "$APPLIANCE_PID"))"
+		record_rss idle2 "with two idle devices"
 	fi
 	diag "ours: $(grep -oE 'attached uio[0-9]+ bench_(ram|file) .*' "$APPLIANCE_LOG" | tr '\n' ';')"
 	sample_rss "$APPLIANCE_PID" "$VM_SCRATCH/rss-max" &

@@ -12,6 +12,7 @@ import type { Completion } from "../../src/sim/kernel-sim.ts";
 import { SimWorkerDevice } from "../../src/sim/sim-worker-device.ts";
 import * as cdbs from "../support/cdbs.ts";
 import { cdbs as scsiCdbs } from "../scsi/helpers.ts";
+import { issueFuaWorkload } from "../ring/fua-workload.ts";
 import { Prng } from "../ring/scripted-backstore.ts";
 import { sharedImage } from "./scripted-worker-store.ts";
 
@@ -25,7 +26,6 @@ afterAll(() => {
 
 const BLOCK_BYTES = 512;
 const SIZE_BYTES = 16 * 1024 * 1024;
-const FUA = 0x08;
 const SENSE_KEY_MISCOMPARE = 0x0e;
 const SCRIPTED_STORE = new URL("./scripted-worker-store.ts", import.meta.url).href;
 let imageCount = 0;
@@ -149,43 +149,14 @@ describe("FUA and SYNCHRONIZE CACHE ordering", () => {
       const { device, durable } = await scriptedDevice(seed);
       try {
         const prng = new Prng(seed);
-        const writes: { lba: number; data: Uint8Array; completed: boolean }[] = [];
-        const isDurable = (write: (typeof writes)[number]) =>
-          Buffer.compare(durable.subarray(write.lba * BLOCK_BYTES, write.lba * BLOCK_BYTES + write.data.byteLength), write.data) === 0;
-        const pending: Promise<void>[] = [];
-        let volatileSeen = 0;
-        let syncs = 0;
-        for (let round = 0; round < 300; round += 1) {
-          if (prng.below(6) === 0) {
-            const covered = writes.filter((write) => write.completed);
-            volatileSeen += covered.filter((write) => !isDurable(write)).length;
-            syncs += 1;
-            pending.push(
-              device.submit(prng.below(2) === 0 ? scsiCdbs.syncCache10(0, 0) : scsiCdbs.syncCache16(0, 0)).then((completion) => {
-                expect(completion.status).toBe(0);
-                for (const write of covered) expect(isDurable(write)).toBe(true);
-              }),
-            );
-          } else {
-            const blocks = 1 + prng.below(8);
-            const record = { lba: round * 16, data: cdbs.patternBytes(blocks * BLOCK_BYTES, seed * 1000 + round), completed: false };
-            writes.push(record);
-            const fua = prng.below(3) === 0;
-            pending.push(
-              device.submit(cdbs.write10(record.lba, blocks, fua ? FUA : 0), { dataOut: record.data }).then((completion) => {
-                expect(completion.status).toBe(0);
-                record.completed = true;
-                if (fua) expect(isDurable(record)).toBe(true);
-              }),
-            );
-          }
-          // Let the worker run a while now and then, so some writes complete before later syncs.
+        // Let the worker run a while now and then, so some writes complete before later syncs.
+        const workload = await issueFuaWorkload((cdb, options) => device.submit(cdb, options), durable, prng, seed, async () => {
           if (prng.below(4) === 0) await Bun.sleep(1);
-        }
-        await Promise.all(pending);
-        expect(syncs).toBeGreaterThan(20);
+        });
+        await Promise.all(workload.pending);
+        expect(workload.syncs).toBeGreaterThan(20);
         // The store really has a volatile cache: some completed writes were not durable yet.
-        expect(volatileSeen).toBeGreaterThan(0);
+        expect(workload.volatileSeen).toBeGreaterThan(0);
       } finally {
         await device.detach();
       }

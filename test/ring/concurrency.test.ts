@@ -10,11 +10,11 @@ import { SimDevice, type SimDeviceOptions } from "../../src/sim/sim-device.ts";
 import type { Completion } from "../../src/sim/kernel-sim.ts";
 import * as cdbs from "../support/cdbs.ts";
 import { cdbs as scsiCdbs } from "../scsi/helpers.ts";
+import { issueFuaWorkload } from "./fua-workload.ts";
 import { Prng, ScriptedBackstore, tick } from "./scripted-backstore.ts";
 
 const BLOCK_BYTES = 512;
 const SIZE_BYTES = 16 * 1024 * 1024;
-const FUA = 0x08;
 const SENSE_KEY_MISCOMPARE = 0x0e;
 
 const devices: SimDevice[] = [];
@@ -167,57 +167,19 @@ describe("COMPARE AND WRITE under concurrent commands", () => {
 });
 
 describe("FUA and SYNCHRONIZE CACHE ordering", () => {
-  interface WriteRecord {
-    lba: number;
-    data: Uint8Array;
-    completed: boolean;
-  }
-
-  const isDurable = (store: ScriptedBackstore, write: WriteRecord) =>
-    Buffer.compare(store.durable.subarray(write.lba * BLOCK_BYTES, write.lba * BLOCK_BYTES + write.data.byteLength), write.data) === 0;
-
   for (const seed of [21, 22, 23, 24]) {
     test(`a FUA write completes durable; SYNCHRONIZE CACHE covers every write completed before it was issued (seed ${seed})`, async () => {
       const prng = new Prng(seed);
       const store = new ScriptedBackstore(SIZE_BYTES);
       const device = deviceOver(store);
-      const writes: WriteRecord[] = [];
-      const pending: Promise<void>[] = [];
-      let volatileSeen = 0;
-      let syncs = 0;
-      for (let round = 0; round < 300; round += 1) {
-        if (prng.below(6) === 0) {
-          const covered = writes.filter((write) => write.completed);
-          volatileSeen += covered.filter((write) => !isDurable(store, write)).length;
-          const cdb = prng.below(2) === 0 ? scsiCdbs.syncCache10(0, 0) : scsiCdbs.syncCache16(0, 0);
-          syncs += 1;
-          pending.push(
-            device.submit(cdb).then((completion) => {
-              expect(completion.status).toBe(0);
-              for (const write of covered) expect(isDurable(store, write)).toBe(true);
-            }),
-          );
-        } else {
-          // Each write has its own blocks, so "durable" is a plain comparison.
-          const blocks = 1 + prng.below(8);
-          const record: WriteRecord = { lba: round * 16, data: cdbs.patternBytes(blocks * BLOCK_BYTES, seed * 1000 + round), completed: false };
-          writes.push(record);
-          const fua = prng.below(3) === 0;
-          pending.push(
-            device.submit(cdbs.write10(record.lba, blocks, fua ? FUA : 0), { dataOut: record.data }).then((completion) => {
-              expect(completion.status).toBe(0);
-              record.completed = true;
-              if (fua) expect(isDurable(store, record)).toBe(true);
-            }),
-          );
-        }
+      const workload = await issueFuaWorkload((cdb, options) => device.submit(cdb, options), store.durable, prng, seed, async () => {
         await tick();
         for (let run = prng.below(3); run > 0; run -= 1) store.runOne(prng);
-      }
-      await drive(store, prng, pending);
-      expect(syncs).toBeGreaterThan(20);
+      });
+      await drive(store, prng, workload.pending);
+      expect(workload.syncs).toBeGreaterThan(20);
       // The model really has a volatile cache: some completed writes were not durable yet.
-      expect(volatileSeen).toBeGreaterThan(0);
+      expect(workload.volatileSeen).toBeGreaterThan(0);
     });
   }
 

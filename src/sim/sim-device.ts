@@ -39,7 +39,7 @@ export class SimDevice {
     this.engine = new RingEngine(this.sim.ring, this.sim.doorbell, this.scsi, options.engine);
     // No busy-polling: the simulated initiator runs on this same thread, so a window could
     // never catch a command, only delay the next one.
-    this.driver = new RingDriver(this.engine, { pollWindowMaxUs: 0 });
+    this.driver = new RingDriver(this.engine);
     this.sim.onInterrupt = this.driver.kick;
   }
 

@@ -24,8 +24,10 @@ export const MAX_DATA_AREA_MB_MAX = 2048;
 export const HW_MAX_SECTORS_MAX = 65535;
 
 /**
- * Largest transfer per SCSI command: 512 KiB (hw_max_sectors = this / block size). The kernel's
- * default of 128 sectors (64 KiB at 512 bytes) splits large I/O into many ring round trips.
+ * Preferred transfer per SCSI command: 512 KiB (hw_max_sectors = this / block size), reported as
+ * OPTIMAL TRANSFER LENGTH, which Linux initiators split I/O at. The kernel's default of 128
+ * sectors (64 KiB at 512 bytes) splits large I/O into many ring round trips. Larger commands are
+ * still accepted up to what the data area holds (the MAXIMUM TRANSFER LENGTH).
  */
 export const MAX_TRANSFER_BYTES_DEFAULT = 512 * 1024;
 /**

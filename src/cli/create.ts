@@ -19,7 +19,7 @@ export const createCommand = defineCommand({
     size: { type: "string", description: "Size (bytes, or with K, M, G, T)", required: true },
     "block-size": { type: "string", description: "Logical block size: 512 (default), 1024, 2048 or 4096" },
     "write-cache": { type: "boolean", description: "Start with the volatile write cache enabled (WCE=1)" },
-    "hw-max-sectors": { type: "string", description: "Largest transfer per command, in blocks (default 512 KiB worth)" },
+    "hw-max-sectors": { type: "string", description: "Optimal transfer per command, in blocks (default 512 KiB worth); the data area bounds the largest" },
     "max-data-area-mb": { type: "string", description: "Data area per device in MiB (default 64)" },
     "cmd-time-out": { type: "string", description: "Seconds before the kernel fails a command nobody answers (default 30)" },
     export: { type: "string", description: "loop, iscsi, or loop,iscsi" },

@@ -28,7 +28,8 @@ export interface DeviceSpec {
   /** dev_size; 0: the store's own size. */
   sizeBytes: number;
   blockSizeBytes: number;
-  maxTransferBlocks: number;
+  /** hw_max_sectors: the transfer the device prefers (OPTIMAL TRANSFER LENGTH), in blocks. */
+  hwMaxSectors: number;
   writeCacheEnabled: boolean;
   unitSerial: string;
   allowedRoots: string[];

@@ -9,10 +9,11 @@ import * as libc from "../libc/libc.ts";
 import { SystemCallError } from "../libc/errno.ts";
 import { AccountingExecutor } from "../metrics/accounting-executor.ts";
 import { DeviceMetrics } from "../metrics/device-metrics.ts";
-import { RingEngine, type RingLogger } from "../ring/engine.ts";
+import { dataAreaBytesOf, RingEngine, type RingLogger } from "../ring/engine.ts";
 import { DEFAULT_IDENTITY, ScsiDevice } from "../scsi/device.ts";
 import { IoBuffer } from "../scsi/io-buffer.ts";
 import { settle } from "../scsi/locked-io.ts";
+import { maxTransferBlocksFor } from "../scsi/limits.ts";
 import { RingStatsWriter } from "./device-stats.ts";
 import type { AttachRequest, DeviceSpec, PeerIoRequest, StoreSummary } from "./protocol.ts";
 
@@ -42,6 +43,7 @@ export class ServedUnit {
   #configPath: string;
   #backstore: Backstore;
   #scsi: ScsiDevice;
+  readonly #maxTransferBlocks: number;
   /** EXTENDED COPY chunks other workers asked for, running now: reopen and close wait for them. */
   readonly #peerIo = new Set<Promise<void>>();
   /** Set while reopen() swaps the store: peer chunks wait for it. */
@@ -64,9 +66,10 @@ export class ServedUnit {
     this.metrics = new DeviceMetrics(request.stats, 0);
     this.#statsWriter = new RingStatsWriter(request.stats);
     const sizeBytes = request.spec.sizeBytes > 0 ? request.spec.sizeBytes : backstore.sizeBytes;
+    const memory = new Uint8Array(toArrayBuffer(request.address, 0, request.mapBytes));
+    this.#maxTransferBlocks = maxTransferBlocksFor(dataAreaBytesOf(memory), request.spec.blockSizeBytes);
     this.#scsi = this.#buildScsi(backstore, sizeBytes, request.spec.writeCacheEnabled);
     this.#executor = new AccountingExecutor(this.#scsi, this.metrics);
-    const memory = new Uint8Array(toArrayBuffer(request.address, 0, request.mapBytes));
     this.engine = new RingEngine({ memory, baseAddress: request.address }, this.#ringDoorbell, this.#executor, { logger: hooks.logger });
     this.engine.onPendingWork = hooks.onPendingWork;
     this.publishStats();
@@ -161,7 +164,8 @@ export class ServedUnit {
       name: spec.name,
       blockSizeBytes: spec.blockSizeBytes,
       sizeBytes,
-      maxTransferBlocks: spec.maxTransferBlocks,
+      maxTransferBlocks: this.#maxTransferBlocks,
+      optimalTransferBlocks: spec.hwMaxSectors,
       writeCacheEnabled,
       identity: { ...DEFAULT_IDENTITY, unitSerial: spec.unitSerial },
       onWriteCacheChange: (enabled) => this.#hooks.onWriteCacheChange(enabled),

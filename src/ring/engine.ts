@@ -63,6 +63,16 @@ export interface RingCounters {
   throttled: number;
 }
 
+/**
+ * Bytes of the data area: the map past the command ring. The kernel refuses a command whose data
+ * would not fit it (queue_cmd_ring: "too big for data area"), so it bounds what one command carries.
+ */
+export function dataAreaBytesOf(memory: Uint8Array): number {
+  const view = new DataView(memory.buffer, memory.byteOffset, memory.byteLength);
+  const ringEnd = view.getUint32(uapi.MAILBOX_CMDR_OFF_OFFSET, true) + view.getUint32(uapi.MAILBOX_CMDR_SIZE_OFFSET, true);
+  return Math.max(0, memory.byteLength - ringEnd);
+}
+
 export class RingEngine implements RingLayout {
   readonly mailboxFlags: number;
   readonly cmdrOffset: number;

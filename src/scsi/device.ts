@@ -35,8 +35,13 @@ export interface ScsiDeviceConfig {
   blockSizeBytes: number;
   /** dev_size: the capacity is floor(sizeBytes / blockSizeBytes) blocks. */
   sizeBytes: number;
-  /** hw_max_sectors: the largest transfer in one command, in blocks (VPD B0). */
+  /**
+   * The largest transfer one command may carry, in blocks (VPD B0 MAXIMUM TRANSFER LENGTH): what
+   * the ring's data area holds, since the kernel refuses anything larger before we see it.
+   */
   maxTransferBlocks: number;
+  /** hw_max_sectors: the transfer the device prefers (OPTIMAL TRANSFER LENGTH); default the maximum. */
+  optimalTransferBlocks?: number;
   /** emulate_write_cache: WCE at start and the caching mode page's default value. */
   writeCacheEnabled: boolean;
   identity: ScsiIdentity;
@@ -96,7 +101,7 @@ export class ScsiDevice implements CommandExecutor, LogicalUnit {
       throw new Error(`block size ${config.blockSizeBytes} is not a multiple of 512`);
     }
     if (!Number.isInteger(config.maxTransferBlocks) || config.maxTransferBlocks < 1) {
-      throw new Error(`hw_max_sectors ${config.maxTransferBlocks} must be a positive integer`);
+      throw new Error(`maximum transfer length ${config.maxTransferBlocks} must be a positive integer`);
     }
     this.backstore = backstore;
     this.config = config;

@@ -3,7 +3,7 @@
 import type { LogicalUnit } from "./logical-unit.ts";
 
 /** MAXIMUM UNMAP LBA COUNT: blocks one UNMAP may deallocate, summed over its descriptors. */
-export const UNMAP_BLOCKS_MAX = 0x40_0000;
+export const UNMAP_BLOCKS_MAX = 0x10_0000;
 /** MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT. */
 export const UNMAP_DESCRIPTORS_MAX = 256;
 /**
@@ -20,6 +20,24 @@ const COMPARE_AND_WRITE_FIELD_MAX = 255;
  */
 export function compareAndWriteBlocksMax(device: LogicalUnit): number {
   return Math.max(1, Math.min(COMPARE_AND_WRITE_FIELD_MAX, Math.floor(device.config.maxTransferBlocks / 2)));
+}
+
+/** VPD B0 holds transfer lengths in 32 bits. */
+const TRANSFER_FIELD_MAX = 0xffff_ffff;
+
+/**
+ * MAXIMUM TRANSFER LENGTH of a unit behind a ring whose data area is `dataAreaBytes`: the kernel
+ * passes any transfer that fits the data area (it checks nothing else for a user backstore), so
+ * that is exactly what the unit accepts — whatever hw_max_sectors says.
+ */
+export function maxTransferBlocksFor(dataAreaBytes: number, blockSizeBytes: number): number {
+  return Math.max(1, Math.min(TRANSFER_FIELD_MAX, Math.floor(dataAreaBytes / blockSizeBytes)));
+}
+
+/** OPTIMAL TRANSFER LENGTH: hw_max_sectors, never above the maximum. */
+export function optimalTransferBlocks(device: LogicalUnit): number {
+  const maximum = device.config.maxTransferBlocks;
+  return Math.min(maximum, device.config.optimalTransferBlocks ?? maximum);
 }
 
 /** OPTIMAL TRANSFER LENGTH GRANULARITY: one physical block. */

@@ -53,8 +53,10 @@ export interface RangeLock {
 
 /** The configured values commands report or fall back to (ScsiDeviceConfig has them all). */
 export interface UnitSettings {
-  /** hw_max_sectors, in blocks (VPD B0, transfer length checks). */
+  /** What one command may transfer, in blocks (VPD B0, transfer length checks). */
   readonly maxTransferBlocks: number;
+  /** hw_max_sectors, in blocks (VPD B0 OPTIMAL TRANSFER LENGTH); absent: the maximum. */
+  readonly optimalTransferBlocks?: number;
   /** emulate_write_cache: the caching mode page's default WCE. */
   readonly writeCacheEnabled: boolean;
   /** The control mode page's default D_SENSE; absent: false. */

@@ -9,6 +9,7 @@ import {
   WRITE_SAME_BLOCKS_MAX,
   compareAndWriteBlocksMax,
   optimalGranularityBlocks,
+  optimalTransferBlocks,
 } from "./limits.ts";
 import type { LogicalUnit } from "./logical-unit.ts";
 
@@ -105,18 +106,18 @@ function extendedInquiry(device: LogicalUnit, data: Uint8Array): number {
 }
 
 /**
- * SBC-3 6.5.3. WSNZ: WRITE SAME with zero blocks is refused (as the kernel does). Transfer
- * lengths come from hw_max_sectors; the unmap fields only when the backstore can deallocate.
+ * SBC-3 6.5.3. WSNZ: WRITE SAME with zero blocks is refused (as the kernel does). The maximum
+ * transfer is what the data area holds, the optimal one hw_max_sectors; the unmap fields only
+ * when the backstore can deallocate.
  * MAXIMUM PREFETCH LENGTH stays zero: PRE-FETCH has no length limit.
  */
 function blockLimits(device: LogicalUnit, data: Uint8Array): number {
-  const maxTransfer = device.config.maxTransferBlocks;
   data[3] = LONG_PAGE_LENGTH;
   data[4] = 0x01; // WSNZ
   data[5] = compareAndWriteBlocksMax(device);
   putU16(data, 6, optimalGranularityBlocks(device));
-  putU32(data, 8, maxTransfer);
-  putU32(data, 12, maxTransfer);
+  putU32(data, 8, device.config.maxTransferBlocks);
+  putU32(data, 12, optimalTransferBlocks(device));
   const capabilities = device.backstore.capabilities;
   if (capabilities.unmap) {
     putU32(data, 20, UNMAP_BLOCKS_MAX);

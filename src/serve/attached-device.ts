@@ -95,7 +95,7 @@ export class AttachedDevice {
           configPath: info.configPath,
           sizeBytes: attributes.devSizeBytes,
           blockSizeBytes: attributes.hwBlockSizeBytes,
-          maxTransferBlocks: attributes.hwMaxSectors,
+          hwMaxSectors: attributes.hwMaxSectors,
           writeCacheEnabled: attributes.emulateWriteCache,
           unitSerial: attributes.unitSerial,
           allowedRoots: options.allowedRoots,

@@ -71,7 +71,7 @@ export class SimWorkerDevice {
       configPath: "ram",
       sizeBytes: 64 * 1024 * 1024,
       blockSizeBytes: 512,
-      maxTransferBlocks: 2048,
+      hwMaxSectors: 2048,
       writeCacheEnabled: false,
       unitSerial: `${name}-serial`,
       allowedRoots: [],

@@ -38,7 +38,7 @@ function copy(on: SimWorkerDevice, naas: Uint8Array[], segments: CopySegmentSpec
   return on.submit(cdbs.extendedCopy(list.length), { dataOut: list });
 }
 
-/** Commands of at most this many blocks (the devices' maxTransferBlocks). */
+/** Commands of at most this many blocks (the devices' hw_max_sectors). */
 const PIECE_BLOCKS = 2048;
 
 async function write(device: SimWorkerDevice, lba: number, data: Uint8Array): Promise<void> {

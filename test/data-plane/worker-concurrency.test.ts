@@ -47,7 +47,7 @@ async function scriptedDevice(seed: number, writeCacheEnabled = true): Promise<S
     configPath: `scripted:${seed}:${base}.bytes:${base}.durable`,
     sizeBytes: SIZE_BYTES,
     writeCacheEnabled,
-    maxTransferBlocks: 256,
+    hwMaxSectors: 256,
     sim: { ringAreaBytes: 64 * 1024, dataBlockCount: 2048 },
   });
   return { device, bytes, durable };

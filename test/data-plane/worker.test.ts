@@ -154,3 +154,22 @@ test("a worker whose loop throws ends; each of its devices hears released, and a
     crashPool.stop();
   }
 });
+
+test("a worker's unit accepts any transfer its data area holds, above hw_max_sectors, and says so in VPD B0", async () => {
+  // 256 blocks of 512 bytes: the libiscsi Read10.Simple size that the kernel's default
+  // hw_max_sectors (128) would refuse if it were the limit; the kernel only bounds by the data area.
+  const device = await SimWorkerDevice.attach(pool, { sizeBytes: 8 * 1024 * 1024, hwMaxSectors: 128, sim: { dataBlockCount: 64 } });
+  try {
+    const data = cdbs.patternBytes(256 * 512, 11);
+    expect((await device.submit(cdbs.write10(0, 256), { dataOut: data })).status).toBe(GOOD);
+    const read = await device.submit(cdbs.read10(0, 256), { dataInBytes: data.length });
+    expect(read.status).toBe(GOOD);
+    expect(Buffer.from(read.dataIn).equals(Buffer.from(data))).toBe(true);
+    const limits = await device.submit(cdbs.inquiry(64, true, 0xb0), { dataInBytes: 64 });
+    const view = new DataView(limits.dataIn.buffer, limits.dataIn.byteOffset);
+    expect(view.getUint32(8)).toBe((64 * 4096) / 512);
+    expect(view.getUint32(12)).toBe(128);
+  } finally {
+    await device.detach();
+  }
+});

@@ -108,7 +108,7 @@ describe("device registry", () => {
     backstore.close();
   });
 
-  test("the constructor refuses a block size that is not a multiple of 512 and a zero hw_max_sectors", () => {
+  test("the constructor refuses a block size that is not a multiple of 512 and a zero maximum transfer length", () => {
     const backstore = new RamBackstore(1024 * 1024);
     const config = {
       name: "x",
@@ -120,7 +120,7 @@ describe("device registry", () => {
       registry: new DeviceRegistry(),
     };
     expect(() => new ScsiDevice(backstore, { ...config, blockSizeBytes: 1000 })).toThrow("multiple of 512");
-    expect(() => new ScsiDevice(backstore, { ...config, maxTransferBlocks: 0 })).toThrow("hw_max_sectors");
+    expect(() => new ScsiDevice(backstore, { ...config, maxTransferBlocks: 0 })).toThrow("maximum transfer length");
     backstore.close();
   });
 });

@@ -120,6 +120,19 @@ describe("VPD pages", () => {
     expect(u64At(data, 36)).toBeGreaterThan(0n);
   });
 
+  test("0xB0 reports hw_max_sectors as the optimal transfer, never above the maximum, and unmap limits initiators call sane", async () => {
+    device = simDevice({ scsi: { maxTransferBlocks: 2048, optimalTransferBlocks: 128 } });
+    let data = await vpd(device, 0xb0);
+    expect(u32At(data, 8)).toBe(2048);
+    expect(u32At(data, 12)).toBe(128);
+    // libiscsi's Inquiry.BlockLimits: an explicit MAXIMUM UNMAP LBA COUNT must be at most 2^20.
+    expect(u32At(data, 20)).toBeLessThanOrEqual(1024 * 1024);
+    await device.close();
+    device = simDevice({ scsi: { maxTransferBlocks: 64, optimalTransferBlocks: 128 } });
+    data = await vpd(device, 0xb0);
+    expect(u32At(data, 12)).toBe(64);
+  });
+
   test("0xB1 reports a non-rotating medium; 0xB2 reports LBPU, LBPWS, LBPWS10 and LBPRZ of the RAM store", async () => {
     device = simDevice();
     expect(u16At(await vpd(device, 0xb1), 4)).toBe(1);

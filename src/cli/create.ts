@@ -88,6 +88,12 @@ export const createCommand = defineCommand({
     const exports = record.exports.map((made) => (made.fabric === "loop" ? `loop ${made.wwn}` : `iscsi ${made.iqn} on ${made.portal} (${made.access})`));
     console.log(`created ${name}: user_${record.hbaId}/${name}, ${spec.backstore}, ${formatBytes(spec.sizeBytes)}, block ${spec.blockSizeBytes}`);
     for (const line of exports) console.log(`exported: ${line}`);
+    if (record.repliesOptedOutFor !== undefined) {
+      console.log(
+        `note: ${record.repliesOptedOutFor} also serves TCMU devices here, so ${name} was created with nl_reply_supported=-1: ` +
+          "its enable did not wait for serve's verdict (serve attaches it all the same; a bad backstore shows in serve's log and `list`)",
+      );
+    }
   },
 });
 

@@ -9,6 +9,7 @@ import { ConfigfsError, type ConfigfsIo } from "./io.ts";
 import { createIscsiExport, removeIscsiExport } from "./iscsi-export.ts";
 import { ensureTargetCore, type KernelSetup } from "./kernel-setup.ts";
 import { createLoopExport, removeLoopExport } from "./loop-export.ts";
+import { describeDaemons, type OtherDaemon } from "./other-daemons.ts";
 import type { DeviceRecord, ExportRecord, StateStore } from "./state.ts";
 import { createUserDevice, removeUserDevice, userDeviceDir } from "./user-device.ts";
 
@@ -19,6 +20,7 @@ export interface Provisioner {
   state: StateStore;
   subtype: string;
   hbaId: number;
+  findOtherDaemons?: () => OtherDaemon[];
 }
 
 /** Refusals that are about ownership, not the kernel: the message says what to do instead. */
@@ -54,7 +56,11 @@ export async function provisionDevice(provisioner: Provisioner, spec: DeviceSpec
   };
   state.record(record);
   try {
-    await createUserDevice(provisioner, spec);
+    const created = await createUserDevice(provisioner, spec);
+    if (created.optedOutFor.length > 0) {
+      record.repliesOptedOutFor = describeDaemons(created.optedOutFor);
+      state.record(record);
+    }
     for (const exportSpec of spec.exports) await addExport(provisioner, record, exportSpec);
   } catch (error) {
     await unprovisionDevice(provisioner, spec.name).catch(() => {});

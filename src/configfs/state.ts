@@ -28,6 +28,11 @@ export interface DeviceRecord {
   source: "cli" | "config";
   exports: ExportRecord[];
   createdAt: string;
+  /**
+   * Set when the device was created with nl_reply_supported=-1 because another TCMU daemon ran
+   * (whom): its enable did not wait for serve's verdict.
+   */
+  repliesOptedOutFor?: string;
 }
 
 export interface OwnershipState {
@@ -54,6 +59,7 @@ const stateSchema = z.object({
       source: z.enum(["cli", "config"]),
       exports: z.array(exportRecordSchema),
       createdAt: z.string(),
+      repliesOptedOutFor: z.string().optional(),
     }),
   ),
 });

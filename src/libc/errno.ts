@@ -59,6 +59,8 @@ export function errnoName(errno: number): string {
 /** A failed libc call: the message names the call, its subject and the errno (`open(/dev/uio3): EBUSY`). */
 export class SystemCallError extends Error {
   readonly call: string;
+  /** What the call was about (a path, a device); empty when nothing was named. */
+  readonly subject: string;
   readonly errno: number;
   readonly code: string;
 
@@ -67,6 +69,7 @@ export class SystemCallError extends Error {
     super(subject === undefined ? `${call}: ${code}` : `${call}(${subject}): ${code}`);
     this.name = "SystemCallError";
     this.call = call;
+    this.subject = subject ?? "";
     this.errno = errno;
     this.code = code;
   }

@@ -7,6 +7,7 @@ import type { Server } from "bun";
 import { emptyConfig, loadConfigFile, type ApplianceConfig } from "../appliance-config/load.ts";
 import type { ConfigfsIo } from "../configfs/io.ts";
 import { ensureTargetCore, type KernelSetup } from "../configfs/kernel-setup.ts";
+import { cachedDaemonFinder, type OtherDaemon } from "../configfs/other-daemons.ts";
 import { deviceDir, ensureExports, provisionDevice, type Provisioner } from "../configfs/provision.ts";
 import { StateStore } from "../configfs/state.ts";
 import { PROVISIONING_HBA_ID } from "../configfs/user-device.ts";
@@ -52,6 +53,8 @@ export interface ApplianceOptions {
   dataPlane: DataPlaneSettings;
   /** serve --fault-injection: the metrics listener takes POST /fault-injection/<device> (tests). */
   faultInjection?: boolean;
+  /** Other TCMU daemons running now; default: a look at /proc, at most once a second. */
+  otherDaemons?: () => OtherDaemon[];
 }
 
 export class Appliance {
@@ -71,12 +74,22 @@ export class Appliance {
   #overflows = 0;
   #started = false;
   #stopping = false;
+  readonly #otherDaemons: () => OtherDaemon[];
 
   constructor(options: ApplianceOptions) {
     this.#options = options;
     this.#config = emptyConfig(options.configPath ?? "");
     this.state = new StateStore(options.runDir);
-    this.provisioner = { roots: options.roots, io: options.io, setup: options.setup, state: this.state, subtype: options.subtype, hbaId: PROVISIONING_HBA_ID };
+    this.#otherDaemons = options.otherDaemons ?? cachedDaemonFinder();
+    this.provisioner = {
+      roots: options.roots,
+      io: options.io,
+      setup: options.setup,
+      state: this.state,
+      subtype: options.subtype,
+      hbaId: PROVISIONING_HBA_ID,
+      findOtherDaemons: this.#otherDaemons,
+    };
     this.pool = new DataPlanePool(options.dataPlane, options.ringLog);
     this.devices = new DeviceSet({
       pool: this.pool,
@@ -87,6 +100,7 @@ export class Appliance {
       log: options.log,
       ringLog: options.ringLog,
       onChange: () => this.#writeServed(),
+      otherDaemons: this.#otherDaemons,
     });
   }
 
@@ -163,6 +177,7 @@ export class Appliance {
         if (record !== undefined && record.hbaId === hbaId) this.state.forget(name);
       },
       requestScan: () => setTimeout(() => void this.scan(), 100),
+      otherDaemons: this.#otherDaemons,
     });
     if (existsSync(this.markerPath)) await this.#recoverFromUncleanExit();
     netlink.enableReplies();

@@ -3,16 +3,28 @@
 // (before serve started, an overflow, a kernel without the family).
 import { join } from "node:path";
 import type { DataPlanePool } from "../data-plane/pool.ts";
-import { ENODEV } from "../libc/errno.ts";
+import { EAGAIN, EBUSY, EINTR, ENODEV, ENOENT, SystemCallError } from "../libc/errno.ts";
 import type { ConfigfsIo } from "../configfs/io.ts";
+import type { OtherDaemon } from "../configfs/other-daemons.ts";
 import { formatBytes } from "../cli/format.ts";
 import type { RingLogger } from "../ring/engine.ts";
 import { parseUioName, type SystemRoots, type TcmuDeviceInfo } from "../uio/discover.ts";
 import { AttachedDevice } from "./attached-device.ts";
 import { describeDeviceAsync, discoverDevicesAsync } from "./discover-async.ts";
-import { errorStatus, type ServeLog } from "./errors.ts";
+import { errorStatus, messageOf, type ServeLog } from "./errors.ts";
 import { findPendingAdded } from "./pending-added.ts";
 import { configfsRingActions } from "./ring-recovery.ts";
+
+/** How long an attach retries a UIO node that is busy or missing while its device exists. */
+export const ATTACH_RETRY_MS = 5000;
+const ATTACH_RETRY_FIRST_DELAY_MS = 20;
+const ATTACH_RETRY_DELAY_MAX_MS = 500;
+const TRANSIENT_UIO_ERRNOS: readonly number[] = [ENOENT, EBUSY, EAGAIN, EINTR];
+
+/** open() of the device's UIO node failing in a way that can pass: the node is coming or its last user going. */
+export function isTransientUioError(error: unknown, devicePath: string): boolean {
+  return error instanceof SystemCallError && error.call === "open" && error.subject === devicePath && TRANSIENT_UIO_ERRNOS.includes(error.errno);
+}
 
 /** A device whose enable has waited this long when a scan sees it gets its ADDED reply from the scan. */
 export const PENDING_ADDED_GRACE_MS = 3000;
@@ -33,6 +45,10 @@ export interface DeviceSetOptions {
   onChange: () => void;
   /** The worker threads devices are served on. */
   pool: DataPlanePool;
+  /** Other TCMU daemons running now: their devices' stuck enables are theirs to answer. */
+  otherDaemons?: () => OtherDaemon[];
+  /** How long a busy or missing UIO node is retried; default ATTACH_RETRY_MS. */
+  attachRetryMs?: number;
 }
 
 export class DeviceSet {
@@ -93,16 +109,7 @@ export class DeviceSet {
     if (this.stopping || this.#failed.get(info.uio) === identity) return undefined;
     log.debug(`attaching ${info.uio} ${info.deviceName} (${info.configPath})`);
     try {
-      const device = await AttachedDevice.attach(info, {
-        pool: this.options.pool,
-        deviceKey: `user_${info.hbaId}/${info.deviceName}`,
-        allowedRoots: this.options.allowedRoots,
-        logger: this.#ringLoggerFor(info.deviceName),
-        actions: configfsRingActions(info.configfsDir, this.options.io),
-        onGone: (gone, reason) => void this.detach(gone, reason, { destroy: true }),
-        onReleased: (released, reason) => void this.#reattach(released, reason),
-        onWriteCacheChange: (changed, enabled) => this.#mirrorWriteCache(changed, enabled),
-      });
+      const device = await this.#attachRetrying(info);
       if (this.stopping) {
         await device.detach({ block: true });
         return undefined;
@@ -130,6 +137,40 @@ export class DeviceSet {
       this.#lastError.set(info.uio, error);
       log.error(`${info.uio} ${info.deviceName} (config ${info.configPath}): not served: ${message}`);
       return undefined;
+    }
+  }
+
+  /**
+   * AttachedDevice.attach, again while the UIO node is only briefly unavailable — busy while a
+   * killed handler's exit still closes it, or not there yet — and the device still exists. A
+   * device that vanished or stays busy past the retry budget fails with the real cause.
+   */
+  async #attachRetrying(info: TcmuDeviceInfo): Promise<AttachedDevice> {
+    const budgetMs = this.options.attachRetryMs ?? ATTACH_RETRY_MS;
+    const deadline = performance.now() + budgetMs;
+    for (let delayMs = ATTACH_RETRY_FIRST_DELAY_MS; ; delayMs = Math.min(2 * delayMs, ATTACH_RETRY_DELAY_MAX_MS)) {
+      try {
+        return await AttachedDevice.attach(info, {
+          pool: this.options.pool,
+          deviceKey: `user_${info.hbaId}/${info.deviceName}`,
+          allowedRoots: this.options.allowedRoots,
+          logger: this.#ringLoggerFor(info.deviceName),
+          actions: configfsRingActions(info.configfsDir, this.options.io),
+          onGone: (gone, reason) => void this.detach(gone, reason, { destroy: true }),
+          onReleased: (released, reason) => void this.#reattach(released, reason),
+          onWriteCacheChange: (changed, enabled) => this.#mirrorWriteCache(changed, enabled),
+        });
+      } catch (error) {
+        if (!isTransientUioError(error, info.devicePath) || this.stopping) throw error;
+        const name = parseUioName(`tcm-user/${info.hbaId}/${info.deviceName}/${this.options.subtype}/${info.configPath}`);
+        const current = name === undefined ? undefined : await describeDeviceAsync(info.uio, name, this.options.roots, this.options.io);
+        if (current === undefined) throw new Error(`${info.uio} vanished before it could be attached (${messageOf(error)})`);
+        const leftMs = deadline - performance.now();
+        if (leftMs <= 0) throw new Error(`${messageOf(error)}, still after ${budgetMs} ms of retries`);
+        const waitMs = Math.min(delayMs, leftMs);
+        this.options.log.debug(`${info.uio} ${info.deviceName}: ${messageOf(error)}; retrying in ${Math.ceil(waitMs)} ms`);
+        await Bun.sleep(waitMs);
+      }
     }
   }
 
@@ -199,6 +240,7 @@ export class DeviceSet {
       this.#pendingSince.set(pending.deviceId, since);
       if (!immediate && now - since < PENDING_ADDED_GRACE_MS) continue;
       const ours = pending.devConfig.split("/")[0] === subtype;
+      if (!ours && (this.options.otherDaemons?.() ?? []).length > 0) continue;
       let status = 0;
       if (ours) {
         const parsed = parseUioName(`tcm-user/${pending.hbaId}/${pending.deviceName}/${pending.devConfig}`)!;

@@ -1,9 +1,11 @@
 // What serve does with each TCM-USER event, and the verdict it sends back. Events for one device
 // are handled in order (the kernel sends the next only after our reply when it waits, but not
 // when it does not); events for devices of another handler are answered with success, since
-// with SUPP_KERN_CMD_REPLY on the kernel waits for someone's reply whoever serves them.
+// with SUPP_KERN_CMD_REPLY on the kernel waits for someone's reply whoever serves them — unless
+// another TCMU daemon runs: then they are its to answer (the first reply wins).
 import { parseDevConfig } from "../config/dev-config.ts";
 import type { TcmuEvent } from "../netlink/tcmu-genl.ts";
+import { describeDaemons, type OtherDaemon } from "../configfs/other-daemons.ts";
 import { parseUioName, type UioName } from "../uio/discover.ts";
 import { describeDeviceAsync } from "./discover-async.ts";
 import type { DeviceSet } from "./device-set.ts";
@@ -28,6 +30,8 @@ export interface EventHandlerOptions {
   onRemoved: (hbaId: number, deviceName: string) => void;
   /** Something changed that a scan should pick up (a dev_config fixed for a failed device). */
   requestScan: () => void;
+  /** Other TCMU daemons running now (tcmu-runner); default: none. */
+  otherDaemons?: () => OtherDaemon[];
 }
 
 export class EventHandler {
@@ -68,9 +72,14 @@ export class EventHandler {
       } catch (error) {
         status = errorStatus(error);
         if (event.kind === "reconfig") this.counters.vetoed += 1;
-        log.warn(`${name.deviceName}: ${describeEvent(event)} refused (${status}): ${messageOf(error)}`);
+        log.warn(`${name.deviceName}: ${describeEvent(event)} refused (${status}): ${messageOf(error)}${this.#otherDaemonNote(event)}`);
       }
     } else {
+      const others = this.#options.otherDaemons?.() ?? [];
+      if (others.length > 0) {
+        log.debug(`${event.uioName}: ${describeEvent(event)} for another handler's device; left to ${describeDaemons(others)}`);
+        return;
+      }
       log.debug(`${event.uioName}: ${describeEvent(event)} for another handler's device; answered 0`);
     }
     if (waits) {
@@ -116,6 +125,20 @@ export class EventHandler {
       await device.reopen(configPath, device.sizeBytes);
       log.info(`${name.deviceName}: now served from ${configPath} (${device.backstoreDescription})`);
     }
+  }
+
+  /**
+   * Why one of our devices could vanish under us: another daemon's error reply to its enable won
+   * and the kernel tore it down. Said with the fix, since only the device's creator can apply it.
+   */
+  #otherDaemonNote(event: TcmuEvent): string {
+    if (event.kind !== "added") return "";
+    const others = this.#options.otherDaemons?.() ?? [];
+    if (others.length === 0) return "";
+    return (
+      ` (${describeDaemons(others)} also answers TCMU netlink events: its error reply to this enable can win and tear the device down;` +
+      " create devices with nl_reply_supported=-1 in control before enable, as `tcmu-appliance create` and the config file do when they see it)"
+    );
   }
 
   /**

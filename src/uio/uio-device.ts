@@ -35,8 +35,9 @@ export class UioDevice implements RingMemory {
     try {
       fd = libc.open(devicePath, libc.O_RDWR);
     } catch (error) {
+      // Kept a SystemCallError: serve retries a busy node for a while (a killed handler's exit).
       if (error instanceof SystemCallError && error.errno === EBUSY) {
-        throw new Error(`${error.message}: another handler (tcmu-runner or a second serve) already holds this device`);
+        error.message += ": another handler (tcmu-runner or a second serve) already holds this device";
       }
       throw error;
     }

@@ -18,7 +18,7 @@ let runDir: string;
 beforeEach(() => {
   fake = new FakeConfigfs();
   runDir = mkdtempSync(join(tmpdir(), "tcmu-run-"));
-  provisioner = { roots: fake.roots, io: fake, setup: new RecordingSetup(fake.roots), state: new StateStore(runDir), subtype: "appliance", hbaId: PROVISIONING_HBA_ID };
+  provisioner = { roots: fake.roots, io: fake, setup: new RecordingSetup(fake.roots), state: new StateStore(runDir), subtype: "appliance", hbaId: PROVISIONING_HBA_ID, findOtherDaemons: () => [] };
 });
 afterEach(() => {
   fake.dispose();
@@ -50,10 +50,19 @@ describe("provisionDevice()", () => {
     expect(writes.map((entry) => entry.split("=")[0]!.split("/").slice(-2).join("/"))).toEqual(["d0/control", "attrib/cmd_time_out", "attrib/emulate_write_cache", "d0/enable"]);
   });
 
-  test("controlLine() keeps dev_config first and never writes nl_reply_supported", () => {
+  test("controlLine() keeps dev_config first and writes nl_reply_supported only to opt out", () => {
     expect(controlLine("appliance", { ...spec("x"), backstore: "file//srv/x.img;direct", blockSizeBytes: 4096, hwMaxSectors: 128 })).toBe(
       "dev_config=appliance/file//srv/x.img;direct,dev_size=67108864,hw_block_size=4096,hw_max_sectors=128,max_data_area_mb=64",
     );
+    expect(controlLine("appliance", spec("x"), true)).toEndWith(",nl_reply_supported=-1");
+  });
+
+  test("with tcmu-runner running, the device opts out of netlink replies before enable, and the state says why", async () => {
+    provisioner.findOtherDaemons = () => [{ name: "tcmu-runner", pid: 4242 }];
+    const record = await provisionDevice(provisioner, spec("d0"), "cli");
+    expect(read(`target/core/user_${PROVISIONING_HBA_ID}/d0`, "control")).toContain("nl_reply_supported=-1");
+    expect(record.repliesOptedOutFor).toBe("tcmu-runner (pid 4242)");
+    expect(new StateStore(runDir).read().devices.d0!.repliesOptedOutFor).toBe("tcmu-runner (pid 4242)");
   });
 
   test("a loop export sets the nexus before linking the LUN", async () => {

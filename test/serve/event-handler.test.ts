@@ -7,6 +7,7 @@ import { CONFIGFS_IO } from "../../src/configfs/io.ts";
 import type { ReconfigChange, TcmuEvent } from "../../src/netlink/tcmu-genl.ts";
 import type { AttachedDevice } from "../../src/serve/attached-device.ts";
 import type { DeviceSet } from "../../src/serve/device-set.ts";
+import type { OtherDaemon } from "../../src/configfs/other-daemons.ts";
 import { EventHandler } from "../../src/serve/event-handler.ts";
 import type { SystemRoots, TcmuDeviceInfo } from "../../src/uio/discover.ts";
 
@@ -25,6 +26,8 @@ beforeEach(() => {
   roots = { sysfs: join(root, "sys"), configfs: join(root, "config"), dev: join(root, "dev") };
   replies = [];
   calls = [];
+  otherDaemons = [];
+  warnings = [];
   removed = [];
   attachFailure = undefined;
   resizeFailure = undefined;
@@ -42,6 +45,9 @@ function fakeDevice(uio: string, hba: number, name: string, nlReplySupported = "
   }
 }
 
+let otherDaemons: OtherDaemon[];
+let warnings: string[];
+
 function handler(served: Map<string, AttachedDevice> = new Map()): EventHandler {
   const devices = {
     options: { subtype: "appliance", roots, io: CONFIGFS_IO },
@@ -58,9 +64,10 @@ function handler(served: Map<string, AttachedDevice> = new Map()): EventHandler 
   return new EventHandler({
     devices,
     replier: { reply: (event, status) => (replies.push([event.kind, status]), true) },
-    log: silent,
+    log: { ...silent, warn: (message: string) => void warnings.push(message) },
     onRemoved: (hbaId, name) => removed.push(`${hbaId}/${name}`),
     requestScan: () => calls.push("scan"),
+    otherDaemons: () => otherDaemons,
   });
 }
 
@@ -87,6 +94,21 @@ test("ADDED for another handler's device is answered 0 without attaching", async
   await handler().handle(event("added", "tcm-user/1/q0/qcow/x.img"));
   expect(replies).toEqual([["added", 0]]);
   expect(calls).toEqual([]);
+});
+
+test("with tcmu-runner running, another handler's events are left to it: no reply that could beat its verdict", async () => {
+  fakeDevice("uio3", 1, "q0");
+  otherDaemons = [{ name: "tcmu-runner", pid: 812 }];
+  await handler().handle(event("added", "tcm-user/1/q0/qcow/x.img"));
+  expect(replies).toEqual([]);
+});
+
+test("our device gone before it could be attached, with tcmu-runner running: the refusal names it and the fix", async () => {
+  otherDaemons = [{ name: "tcmu-runner", pid: 812 }];
+  await handler().handle(event("added", "tcm-user/8/d0/appliance/ram"));
+  expect(replies).toEqual([["added", -5]]);
+  expect(warnings.join("\n")).toContain("vanished before it could be attached (tcmu-runner (pid 812) also answers TCMU netlink events");
+  expect(warnings.join("\n")).toContain("nl_reply_supported=-1");
 });
 
 test("ADDED for our device attaches it from sysfs and configfs, then answers 0", async () => {

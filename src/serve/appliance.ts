@@ -152,6 +152,7 @@ export class Appliance {
       },
       onFailed: (reason: string) => log.error(`${reason}; devices are still found by the periodic scan`),
       log,
+      otherDaemons: this.#otherDaemons,
     };
     let netlink: NetlinkControl;
     try {

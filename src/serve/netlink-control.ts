@@ -17,6 +17,7 @@ import { NetlinkListener } from "../netlink/listener.ts";
 import { parseGenl, splitMessages } from "../netlink/message.ts";
 import { ControlSocket, NetlinkRequestError, openEventSocket } from "../netlink/socket.ts";
 import * as libc from "../libc/libc.ts";
+import { describeDaemons, type OtherDaemon } from "../configfs/other-daemons.ts";
 import {
   decodeTcmuEvent,
   encodeAddedDone,
@@ -42,6 +43,11 @@ export interface NetlinkControlOptions {
   onOverflow: (dropsTotal: number) => void;
   onFailed: (reason: string) => void;
   log: NetlinkLog;
+  /**
+   * Other TCMU daemons running now. The reply switch is module-wide: while one runs it stays on
+   * when serve exits, or that daemon could no longer refuse an enable it cannot serve.
+   */
+  otherDaemons?: () => OtherDaemon[];
 }
 
 export class NetlinkControl {
@@ -111,7 +117,12 @@ export class NetlinkControl {
     if (!this.#repliesOn) return;
     this.#repliesOn = false;
     try {
-      this.#setFeatures(false);
+      const others = this.#options.otherDaemons?.() ?? [];
+      if (others.length > 0) {
+        this.#options.log.info(`SUPP_KERN_CMD_REPLY left on: ${describeDaemons(others)} answers its devices' events`);
+      } else {
+        this.#setFeatures(false);
+      }
       rmSync(this.#options.markerPath, { force: true });
     } catch (error) {
       this.#options.log.error(`clearing SUPP_KERN_CMD_REPLY failed: ${String(error)}; a later enable may hang until serve runs again`);

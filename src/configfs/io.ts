@@ -44,6 +44,21 @@ export class ConfigfsIo {
     }
   }
 
+  /**
+   * The attribute's text, trimmed; undefined when the file is not there (the device gone
+   * meanwhile); any other failure throws, naming the file — for values a wrong default would
+   * silently change (a device's size).
+   */
+  async readAttributeIfPresent(path: string): Promise<string | undefined> {
+    try {
+      return (await readFile(path, "utf8")).trim();
+    } catch (error) {
+      const { text, code } = describe(error);
+      if (code === "ENOENT") return undefined;
+      throw new ConfigfsError(`reading ${path} failed: ${text}`, code);
+    }
+  }
+
   /** The attribute's text, trimmed; undefined when it cannot be read (absent, or gone meanwhile). */
   async readAttribute(path: string): Promise<string | undefined> {
     try {

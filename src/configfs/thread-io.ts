@@ -119,6 +119,13 @@ export class ThreadConfigfsIo extends ConfigfsIo {
     return response.error === undefined ? String(response.value).trim() : undefined;
   }
 
+  override async readAttributeIfPresent(path: string): Promise<string | undefined> {
+    const response = await this.#call("read", path);
+    if (response.error === undefined) return String(response.value).trim();
+    if (response.error.code === "ENOENT") return undefined;
+    ThreadConfigfsIo.#fail(response, `reading ${path}`);
+  }
+
   override async makeDirectory(path: string): Promise<void> {
     const response = await this.#call("mkdir", path);
     if (response.error !== undefined && response.error.code !== "EEXIST") ThreadConfigfsIo.#fail(response, `mkdir ${path}`);

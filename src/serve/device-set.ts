@@ -103,6 +103,11 @@ export class DeviceSet {
     return this.#replyExpected.get(uio);
   }
 
+  /** The device's REMOVED event was handled: its UIO number may now go to another device. */
+  forgetReplies(uio: string): void {
+    this.#replyExpected.delete(uio);
+  }
+
   async #attach(info: TcmuDeviceInfo): Promise<AttachedDevice | undefined> {
     const { log } = this.options;
     const identity = `${info.uio}:${info.deviceName}:${info.configPath}`;
@@ -205,10 +210,8 @@ export class DeviceSet {
 
   /** Drops `device` and releases it; `destroy` deletes what only it used (it was removed). */
   async detach(device: AttachedDevice, reason: string, options: { block?: boolean; destroy?: boolean }): Promise<void> {
-    if (this.#devices.get(device.info.uio) === device) {
-      this.#devices.delete(device.info.uio);
-      if (options.destroy === true) this.#replyExpected.delete(device.info.uio);
-    }
+    // #replyExpected stays: the REMOVED event that follows a UIO teardown needs it (forgetReplies).
+    if (this.#devices.get(device.info.uio) === device) this.#devices.delete(device.info.uio);
     try {
       await device.detach(options);
       this.options.log.info(`${device.info.uio} ${reason}; released: ${device.summary()}`);

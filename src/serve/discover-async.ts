@@ -60,8 +60,12 @@ export async function describeDeviceAsync(uio: string, name: UioName, roots: Sys
   return { ...name, uio, devicePath: join(roots.dev, uio), mapSizeBytes: Number.parseInt(mapSize, 16), configfsDir, attributes };
 }
 
+/**
+ * A device's attributes. A read that fails for another reason than the device being gone throws
+ * (attach retries or refuses, naming it): a default in place of dev_size would serve the wrong size.
+ */
 async function readAttributesAsync(configfsDir: string, io: ConfigfsIo): Promise<DeviceAttributes | undefined> {
-  const read = (name: string) => io.readAttribute(join(configfsDir, "attrib", name));
+  const read = (name: string) => io.readAttributeIfPresent(join(configfsDir, "attrib", name));
   const [blockSize, maxSectors, devSize, writeCache, serialText] = await Promise.all([
     read("hw_block_size"),
     read("hw_max_sectors"),

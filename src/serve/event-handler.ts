@@ -100,6 +100,7 @@ export class EventHandler {
     const device = devices.byUio(uio);
     if (event.kind === "removed") {
       if (device !== undefined) await devices.detach(device, "removed", { destroy: true });
+      devices.forgetReplies(uio);
       this.#options.onRemoved(name.hbaId, name.deviceName);
       return;
     }

@@ -53,6 +53,7 @@ function handler(served: Map<string, AttachedDevice> = new Map()): EventHandler 
     options: { subtype: "appliance", roots, io: CONFIGFS_IO },
     byUio: (uio: string) => served.get(uio),
     replyExpected: (uio: string) => (uio === "uio9" ? false : undefined),
+    forgetReplies: (uio: string) => void calls.push(`forget ${uio}`),
     attachOrThrow: async (info: TcmuDeviceInfo) => {
       calls.push(`attach ${info.uio} ${info.deviceName} ${info.configPath} ${info.attributes.devSizeBytes}`);
       if (attachFailure !== undefined) throw attachFailure;
@@ -132,6 +133,13 @@ test("no reply to a RECONFIG when the device was attached with nl_reply_supporte
   await events.handle({ ...reconfig({ kind: "write_cache", enabled: true }), minor: 9 });
   expect(calls).toEqual(["wce true"]);
   expect(replies).toEqual([]);
+});
+
+test("REMOVED of a device attached with nl_reply_supported -1, already released when its UIO went, gets no reply", async () => {
+  await handler().handle(event("removed", "tcm-user/8/d0/appliance/ram", 9));
+  expect(replies).toEqual([]);
+  expect(calls).toEqual(["forget uio9"]);
+  expect(removed).toEqual(["8/d0"]);
 });
 
 test("REMOVED detaches and destroys our device, forgets it, and replies though configfs is gone", async () => {

@@ -17,6 +17,7 @@ ip link set lo up 2>/dev/null
 
 RUNNER_PID=
 cleanup() {
+	[ -n "${VM_OUT:-}" ] && cp "$APPLIANCE_LOG" "$VM_SCRATCH"/fio-kill-* "$VM_OUT/" 2>/dev/null
 	[ -n "$APPLIANCE_PID" ] && kill -KILL "$APPLIANCE_PID" 2>/dev/null
 	[ -n "$RUNNER_PID" ] && kill -KILL "$RUNNER_PID" 2>/dev/null
 	teardown_target
@@ -26,7 +27,10 @@ trap cleanup EXIT
 log_mark() { LOG_MARK=$(wc -l <"$APPLIANCE_LOG"); }
 new_log() { tail -n +$((LOG_MARK + 1)) "$APPLIANCE_LOG"; }
 new_log_count() { new_log | grep -cE -- "$1"; }
-wait_for_new_log() { _wait_until "${2:-30}" eval 'new_log | grep -qE -- "$1"'; }
+wait_for_new_log() { # PATTERN [TIMEOUT_S]
+	local pattern=$1
+	_wait_until "${2:-30}" eval 'new_log | grep -qE -- "$pattern"'
+}
 created_wwn() { grep -o '"wwn": "naa\.[0-9a-f]*"' | cut -d'"' -f4; }
 
 # --- 20 devices created at random moments 0-10 s after serve starts ------------------------------

@@ -44,11 +44,12 @@ wait_for_current_log() {
 	return 1
 }
 image_kib() { du -k "$1" | cut -f1; }
-# fio_verify NAME DEV: random writes of mixed sizes over 16 MiB, each block verified by crc32c.
+# fio_verify NAME DEV: random writes of mixed sizes over 16 MiB, each block verified by crc32c
+# while writing (verify_backlog) and again once all are written.
 fio_verify() {
 	local out
 	out=$(fio --name="$1" --filename="$2" --direct=1 --ioengine=libaio --iodepth=8 --rw=randwrite \
-		--bsrange=4k-64k --size=16M --verify=crc32c --do_verify=1 --verify_fatal=1 --randrepeat=0 2>&1)
+		--bsrange=4k-64k --size=16M --verify=crc32c --verify_backlog=64 --do_verify=1 --verify_fatal=1 --randrepeat=0 2>&1)
 	local st=$?
 	if [ $st = 0 ] && ! grep -qi 'verify.*bad\|crc32c.*mismatch\|error=' <<<"$out"; then
 		pass "$1"

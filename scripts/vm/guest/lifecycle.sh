@@ -127,7 +127,7 @@ fi
 
 # --- 6. remove one device while another is under fio ----------------------------------------
 fio --name=under-remove --filename="$r1" --rw=randrw --bs=16k --size=16M --direct=1 --ioengine=libaio \
-	--iodepth=8 --verify=crc32c --verify_fatal=1 --time_based --runtime=15 --output="$VM_SCRATCH/fio-remove.txt" >/dev/null 2>&1 &
+	--iodepth=8 --verify=crc32c --verify_backlog=64 --verify_fatal=1 --time_based --runtime=15 --output="$VM_SCRATCH/fio-remove.txt" >/dev/null 2>&1 &
 fio_pid=$!
 sleep 3
 log_mark

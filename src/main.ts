@@ -15,6 +15,8 @@ const main = defineCommand({
     create: () => import("./cli/create.ts").then((module) => module.createCommand),
     remove: () => import("./cli/remove.ts").then((module) => module.removeCommand),
     list: () => import("./cli/list.ts").then((module) => module.listCommand),
+    status: () => import("./cli/status.ts").then((module) => module.statusCommand),
+    top: () => import("./cli/top.ts").then((module) => module.topCommand),
     "install-service": () => import("./cli/install-service.ts").then((module) => module.installServiceCommand),
     inspect: () => import("./cli/inspect.ts").then((module) => module.inspectCommand),
     bench: () => import("./cli/bench.ts").then((module) => module.benchCommand),

@@ -2,6 +2,7 @@
 // comes back as one line naming the file, the key (devices.disk0.exports[1].iqn) and what is
 // wrong; all problems are reported at once so a broken file is fixed in one pass.
 import type { FileIoMode } from "../../backstores/file/file-io.ts";
+import type { CompatMode } from "../serve/handler-claims.ts";
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import type { z } from "zod";
@@ -35,6 +36,7 @@ export interface ServeSettings {
   dataPlaneThreads: number | undefined;
   pollUs: number | undefined;
   fileIo: FileIoMode | undefined;
+  compat: CompatMode | undefined;
 }
 
 export interface ApplianceConfig {
@@ -45,7 +47,7 @@ export interface ApplianceConfig {
 
 /** An empty config: what serve runs with when the default file does not exist. */
 export function emptyConfig(path: string): ApplianceConfig {
-  return { path, serve: { subtype: DEFAULT_SUBTYPE, allowRoots: [], metricsListen: undefined, logLevel: undefined, logFormat: undefined, dataPlaneThreads: undefined, pollUs: undefined, fileIo: undefined }, devices: [] };
+  return { path, serve: { subtype: DEFAULT_SUBTYPE, allowRoots: [], metricsListen: undefined, logLevel: undefined, logFormat: undefined, dataPlaneThreads: undefined, pollUs: undefined, fileIo: undefined, compat: undefined }, devices: [] };
 }
 
 export function loadConfigFile(path: string, host = hostname()): ApplianceConfig {
@@ -83,6 +85,7 @@ function toConfig(path: string, parsed: ParsedFile, host: string): ApplianceConf
       dataPlaneThreads: parsed.serve.data_plane_threads,
       pollUs: parsed.serve.poll_us,
       fileIo: parsed.serve.file_io,
+      compat: parsed.serve.compat,
     },
     devices: Object.entries(parsed.devices).map(([name, device]) => toDeviceSpec(name, device, host)),
   };

@@ -7,6 +7,7 @@ import { DATA_PLANE_THREADS_MAX, POLL_US_MAX } from "../data-plane/settings.ts";
 import { DevConfigError, parseDevConfig } from "../config/dev-config.ts";
 import { parseSizeBytes } from "../config/size.ts";
 import { DEFAULT_SUBTYPE } from "../uio/discover.ts";
+import { COMPAT_MODES } from "../serve/handler-claims.ts";
 
 /** configfs item names: no '/', and ',' and newlines would split `control` writes. */
 export const DEVICE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -193,6 +194,8 @@ export const serveSchema = z.strictObject({
   data_plane_threads: z.number().int("must be a whole number").min(1).max(DATA_PLANE_THREADS_MAX).optional(),
   poll_us: z.number().int("must be a whole number").min(0).max(POLL_US_MAX).optional(),
   file_io: z.enum(FILE_IO_MODES as [FileIoMode, ...FileIoMode[]]).optional(),
+  /** "tcmu-runner": also serve devices made for tcmu-runner's handlers (serve --compat). */
+  compat: z.enum(COMPAT_MODES).optional(),
 });
 
 export const fileSchema = z

@@ -14,6 +14,14 @@ import { COMMON_ARGS, provisionerFrom } from "./provisioning-args.ts";
 interface ListedDevice extends InventoryEntry {
   state: string;
   owner: string;
+  /** What serve said about it: how it is served differently, or why it is not served. */
+  notes: string[];
+}
+
+/** What a running serve wrote to served.json: the devices it serves and those it could not. */
+interface ServedFile {
+  devices: { hbaId: number; name: string; notes?: string[] }[];
+  notServed: { hbaId: number; name: string; reason: string }[];
 }
 
 export const listCommand = defineCommand({
@@ -26,13 +34,24 @@ export const listCommand = defineCommand({
     const provisioner = provisionerFrom(args);
     const runDir = provisioner.state.runDir;
     const servePid = instanceHolderPid(join(runDir, "serve.lock"));
-    const served = servePid === undefined ? new Set<string>() : servedDevices(join(runDir, "served.json"));
+    const servedFile = servePid === undefined ? { devices: [], notServed: [] } : readServed(join(runDir, "served.json"));
+    const served = new Map(servedFile.devices.map((device) => [`${device.hbaId}/${device.name}`, device]));
+    const refused = new Map(servedFile.notServed.map((device) => [`${device.hbaId}/${device.name}`, device.reason]));
     const owned = provisioner.state.read().devices;
-    const devices: ListedDevice[] = (await readInventory(SYSTEM_ROOTS, CONFIGFS_IO)).map((entry) => ({
-      ...entry,
-      state: served.has(`${entry.hbaId}/${entry.name}`) ? `served (pid ${servePid})` : entry.blocked ? "blocked" : entry.enabled ? "not served" : "disabled",
-      owner: owned[entry.name]?.hbaId === entry.hbaId ? `tcmu-appliance (${owned[entry.name]!.source})` : "-",
-    }));
+    const devices: ListedDevice[] = (await readInventory(SYSTEM_ROOTS, CONFIGFS_IO)).map((entry) => {
+      const key = `${entry.hbaId}/${entry.name}`;
+      const record = owned[entry.name]?.hbaId === entry.hbaId ? owned[entry.name] : undefined;
+      const notes = [...(served.get(key)?.notes ?? [])];
+      const reason = refused.get(key);
+      if (reason !== undefined && !served.has(key)) notes.push(`not served: ${reason}`);
+      if (record?.repliesOptedOutFor !== undefined) notes.push(`created with nl_reply_supported=-1 beside ${record.repliesOptedOutFor}: enable did not wait for serve`);
+      return {
+        ...entry,
+        state: served.has(key) ? `served (pid ${servePid})` : entry.blocked ? "blocked" : entry.enabled ? "not served" : "disabled",
+        owner: record === undefined ? "-" : `tcmu-appliance (${record.source})`,
+        notes,
+      };
+    });
     if (args.json === true) {
       console.log(JSON.stringify({ serve: servePid === undefined ? null : { pid: servePid }, devices }, null, 2));
       return;
@@ -41,12 +60,12 @@ export const listCommand = defineCommand({
   },
 });
 
-function servedDevices(path: string): Set<string> {
+function readServed(path: string): ServedFile {
   try {
-    const parsed = JSON.parse(readFileSync(path, "utf8")) as { devices?: { hbaId: number; name: string }[] };
-    return new Set((parsed.devices ?? []).map((device) => `${device.hbaId}/${device.name}`));
+    const parsed = JSON.parse(readFileSync(path, "utf8")) as Partial<ServedFile>;
+    return { devices: parsed.devices ?? [], notServed: parsed.notServed ?? [] };
   } catch {
-    return new Set();
+    return { devices: [], notServed: [] };
   }
 }
 
@@ -65,4 +84,5 @@ function printTable(devices: ListedDevice[]): void {
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
   for (const row of [header, ...rows]) console.log(row.map((cell, column) => cell.padEnd(widths[column]!)).join("  ").trimEnd());
   if (devices.length === 0) console.log("(no TCMU devices in configfs)");
+  for (const device of devices) for (const note of device.notes) console.log(`note: ${device.name}: ${note}`);
 }

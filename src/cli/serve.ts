@@ -11,6 +11,7 @@ import { DEFAULT_RUN_DIR } from "../configfs/state.ts";
 import { configureLogging, logger, type LogFormat } from "../log.ts";
 import { DEFAULT_METRICS_LISTEN } from "../metrics/http.ts";
 import { Appliance } from "../serve/appliance.ts";
+import { COMPAT_MODES } from "../serve/handler-claims.ts";
 import { InstanceLockedError } from "../serve/instance-lock.ts";
 import { DEFAULT_SUBTYPE, SYSTEM_ROOTS } from "../uio/discover.ts";
 import { existsSync } from "node:fs";
@@ -32,6 +33,7 @@ const ServeArgs = z.object({
   dataPlaneThreads: z.coerce.number().int("must be a whole number").min(1).max(DATA_PLANE_THREADS_MAX).optional(),
   pollUs: z.coerce.number().int("must be a whole number").min(0).max(POLL_US_MAX),
   fileIo: z.enum(FILE_IO_MODES as [FileIoMode, ...FileIoMode[]]),
+  compat: z.enum(COMPAT_MODES, { error: `must be ${COMPAT_MODES.join(" or ")}` }).optional(),
 });
 
 export const serveCommand = defineCommand({
@@ -48,6 +50,7 @@ export const serveCommand = defineCommand({
     "data-plane-threads": { type: "string", description: "Worker threads serving the devices (default: one per CPU, at most one per device)" },
     "poll-us": { type: "string", description: "Busy-poll the rings this many µs before a worker blocks (default 0: off)" },
     "file-io": { type: "string", description: "File stores' I/O: auto, io_uring, threads or sync (default auto)" },
+    compat: { type: "string", description: "tcmu-runner: also serve its handlers' devices (subtypes file, qcow) from their config strings" },
     "fault-injection": {
       type: "boolean",
       description: "Tests only: the metrics listener takes POST /fault-injection/<device>?kind=data-path|worker",
@@ -75,6 +78,7 @@ export const serveCommand = defineCommand({
       dataPlaneThreads: args["data-plane-threads"] ?? settings.dataPlaneThreads,
       pollUs: args["poll-us"] ?? settings.pollUs ?? DEFAULT_DATA_PLANE_SETTINGS.pollUs,
       fileIo: args["file-io"] ?? settings.fileIo ?? DEFAULT_DATA_PLANE_SETTINGS.fileIo,
+      compat: args.compat ?? settings.compat,
     });
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
@@ -86,6 +90,7 @@ export const serveCommand = defineCommand({
     await runAppliance(
       new Appliance({
         subtype: options.subtype,
+        compat: options.compat,
         allowedRoots: options.allowRoot,
         roots: SYSTEM_ROOTS,
         io: new ThreadConfigfsIo((message) => logger("configfs").warn(message)),

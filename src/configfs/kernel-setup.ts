@@ -4,11 +4,14 @@
 import { join } from "node:path";
 import type { SystemRoots } from "../uio/discover.ts";
 import { ConfigfsError, type ConfigfsIo } from "./io.ts";
+import { missingModuleHint } from "./module-hint.ts";
 
 /** How modules get loaded and configfs mounted; tests substitute a recorder. */
 export interface KernelSetup {
   modprobe(module: string): void;
   mountConfigfs(path: string): void;
+  /** Why `module` is missing and how to get it (module-hint.ts). */
+  hint(module: string): string;
 }
 
 export const SYSTEM_KERNEL_SETUP: KernelSetup = {
@@ -19,6 +22,7 @@ export const SYSTEM_KERNEL_SETUP: KernelSetup = {
   mountConfigfs: (path) => {
     Bun.spawnSync(["mount", "-t", "configfs", "configfs", path], { stdout: "ignore", stderr: "ignore" });
   },
+  hint: (module) => missingModuleHint(module),
 };
 
 export type Fabric = "loopback" | "iscsi";
@@ -39,8 +43,10 @@ export async function ensureTargetCore(roots: SystemRoots, io: ConfigfsIo, setup
   }
   if (!(await moduleLoaded(roots, io, "target_core_user"))) setup.modprobe("target_core_user");
   if (!(await io.exists(core))) {
-    throw new ConfigfsError(`${core} does not exist after loading target_core_mod and mounting configfs at ${roots.configfs}`);
+    const missing = (await moduleLoaded(roots, io, "target_core_mod")) ? "configfs" : "target_core_mod";
+    throw new ConfigfsError(`${core} does not exist after loading target_core_mod and mounting configfs at ${roots.configfs}: ${setup.hint(missing)}`);
   }
+  if (!(await moduleLoaded(roots, io, "target_core_user"))) throw new ConfigfsError(`no TCMU support: ${setup.hint("target_core_user")}`);
 }
 
 /** The fabric's configfs directory, created (and its module loaded) when missing. */
@@ -49,6 +55,11 @@ export async function ensureFabric(roots: SystemRoots, io: ConfigfsIo, setup: Ke
   if (await io.exists(dir)) return dir;
   const module = FABRIC_MODULES[fabric];
   if (!(await moduleLoaded(roots, io, module))) setup.modprobe(module);
-  await io.makeDirectory(dir);
+  try {
+    await io.makeDirectory(dir);
+  } catch (error) {
+    if (await moduleLoaded(roots, io, module)) throw error;
+    throw new ConfigfsError(`no ${fabric} fabric (${dir}): ${setup.hint(module)}`);
+  }
   return dir;
 }

@@ -64,3 +64,15 @@ export async function removeLoopExport(roots: SystemRoots, io: ConfigfsIo, recor
   }
   await io.removeDirectory(target);
 }
+
+/**
+ * The /dev/sdX the kernel made for LUN `lun` of the loopback target `wwn`, once the SCSI disk
+ * is probed: tpgt_1/address holds its host:channel:target; undefined until then.
+ */
+export async function loopDiskPath(roots: SystemRoots, io: ConfigfsIo, wwn: string, lun = 0): Promise<string | undefined> {
+  const address = await io.readAttribute(join(loopTargetDir(roots, wwn), "tpgt_1", "address"));
+  if (address === undefined || address === "") return undefined;
+  const disks = await io.listEntries(join(roots.sysfs, "class", "scsi_device", `${address}:${lun}`, "device", "block"));
+  const disk = disks[0];
+  return disk === undefined ? undefined : join(roots.dev, disk);
+}

@@ -1,8 +1,12 @@
 // The observability endpoint: GET /metrics (Prometheus text) and GET /healthz (JSON; 503 when a
-// device's ring is broken); with serve --fault-injection (tests only) also POST /fault-injection.
+// device's ring is broken); given a status source also GET /api/status (JSON, see
+// src/status/status-schema.ts) and the status page at /; with serve --fault-injection (tests
+// only) also POST /fault-injection.
 // Bound to 127.0.0.1 by default: the numbers name devices and sizes, which is nobody else's
 // business unless the admin says so.
 import type { Server } from "bun";
+import { STATUS_PAGE_HTML } from "../status/status-page.ts";
+import { DEFAULT_STATUS_WINDOW_SECONDS, StatusQuerySchema, type StatusQuery } from "../status/status-schema.ts";
 
 export const DEFAULT_METRICS_LISTEN = "127.0.0.1:9540";
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -15,6 +19,8 @@ export interface HealthReport {
 export interface MetricsSource {
   metricsText(): string;
   health(): HealthReport;
+  /** GET /api/status?window=SECONDS; absent: neither /api/status nor the page at / is served. */
+  status?(query: StatusQuery): unknown;
   /**
    * serve --fault-injection only (tests): POST /fault-injection/<device>?kind=data-path|worker.
    * Resolves false when no device has that name.
@@ -23,6 +29,13 @@ export interface MetricsSource {
 }
 
 const FAULT_PATH = "/fault-injection/";
+
+/** The page fetches /api/status from where it came from and nothing else. */
+const STATUS_PAGE_HEADERS = {
+  "content-type": "text/html; charset=utf-8",
+  "content-security-policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:",
+  "cache-control": "no-store",
+};
 
 export interface ListenAddress {
   hostname: string;
@@ -55,7 +68,15 @@ export function startMetricsServer(address: ListenAddress, source: MetricsSource
         const report = source.health();
         return Response.json(report, { status: report.healthy ? 200 : 503 });
       }
-      return new Response("not found: try /metrics or /healthz\n", { status: 404 });
+      if (source.status !== undefined) {
+        if (path === "/api/status") {
+          const query = StatusQuerySchema.safeParse({ windowSeconds: url.searchParams.get("window") ?? DEFAULT_STATUS_WINDOW_SECONDS });
+          if (!query.success) return new Response(`window: ${query.error.issues[0]!.message}\n`, { status: 400 });
+          return Response.json(source.status(query.data), { headers: { "cache-control": "no-store" } });
+        }
+        if (path === "/") return new Response(STATUS_PAGE_HTML, { headers: STATUS_PAGE_HEADERS });
+      }
+      return new Response(`not found: try /metrics or /healthz${source.status === undefined ? "" : ", /api/status or /"}\n`, { status: 404 });
     },
   });
 }

@@ -8,6 +8,7 @@ import { emptyConfig, loadConfigFile, type ApplianceConfig } from "../appliance-
 import type { ConfigfsIo } from "../configfs/io.ts";
 import { ensureTargetCore, type KernelSetup } from "../configfs/kernel-setup.ts";
 import { cachedDaemonFinder, type OtherDaemon } from "../configfs/other-daemons.ts";
+import { loopDiskPath } from "../configfs/loop-export.ts";
 import { deviceDir, ensureExports, provisionDevice, type Provisioner } from "../configfs/provision.ts";
 import { StateStore } from "../configfs/state.ts";
 import { PROVISIONING_HBA_ID } from "../configfs/user-device.ts";
@@ -22,19 +23,26 @@ import type { DataPlaneSettings } from "../data-plane/settings.ts";
 import { DeviceSet } from "./device-set.ts";
 import { messageOf, type ServeLog } from "./errors.ts";
 import { EventHandler } from "./event-handler.ts";
+import { HandlerClaims, type CompatMode } from "./handler-claims.ts";
 import { acquireInstanceLock, type InstanceLock } from "./instance-lock.ts";
 import { failStaleNetlinkWaits, NetlinkControl } from "./netlink-control.ts";
 import { sdNotify } from "./sd-notify.ts";
+import { RecentWarnings } from "../status/recent-warnings.ts";
+import { startServeStatus } from "../status/serve-status.ts";
 
 /** Without netlink, sysfs is scanned this often for new devices. */
 export const POLL_INTERVAL_MS = 2000;
 /** With netlink, a scan still runs this often: it catches events lost to an overflow unnoticed. */
 export const SAFETY_SCAN_INTERVAL_MS = 10_000;
+/** How long serve looks for the /dev/sdX of a config device's tcm_loop export to name it. */
+const LOOP_DISK_WAIT_MS = 30_000;
 /** A stop waits this long for a running scan before it goes on without it. */
 export const STOP_SCAN_WAIT_MS = 10_000;
 
 export interface ApplianceOptions {
   subtype: string;
+  /** serve --compat tcmu-runner: also claim tcmu-runner's handlers' subtypes (file, qcow). */
+  compat?: CompatMode;
   allowedRoots: string[];
   roots: SystemRoots;
   io: ConfigfsIo;
@@ -64,6 +72,9 @@ export class Appliance {
   readonly pool: DataPlanePool;
   readonly #options: ApplianceOptions;
   readonly #startedAtSeconds = Date.now() / 1000;
+  #stopStatus: () => void = () => {};
+  /** serve's latest warnings and errors, for the status page. */
+  readonly #warnings = new RecentWarnings();
   #lock: InstanceLock | undefined;
   #netlink: NetlinkControl | undefined;
   #events: EventHandler | undefined;
@@ -77,6 +88,7 @@ export class Appliance {
   readonly #otherDaemons: () => OtherDaemon[];
 
   constructor(options: ApplianceOptions) {
+    options = { ...options, log: this.#warnings.wrap(options.log, "serve"), ringLog: this.#warnings.wrap(options.ringLog, "ring") };
     this.#options = options;
     this.#config = emptyConfig(options.configPath ?? "");
     this.state = new StateStore(options.runDir);
@@ -93,7 +105,7 @@ export class Appliance {
     this.pool = new DataPlanePool(options.dataPlane, options.ringLog);
     this.devices = new DeviceSet({
       pool: this.pool,
-      subtype: options.subtype,
+      claims: new HandlerClaims(options.subtype, options.compat),
       allowedRoots: options.allowedRoots,
       roots: options.roots,
       io: options.io,
@@ -121,6 +133,7 @@ export class Appliance {
     await this.scan();
     await this.#reconcile(this.#config);
     this.#startMetrics();
+    void this.#announceLoopDisks(this.#config);
     this.#timer = setInterval(() => void this.scan(), this.#netlink === undefined ? POLL_INTERVAL_MS : SAFETY_SCAN_INTERVAL_MS);
     this.#started = true;
     const served = this.devices.devices.length;
@@ -165,6 +178,10 @@ export class Appliance {
       }
     } catch (error) {
       log.warn(`TCM-USER netlink unavailable (${messageOf(error)}): falling back to scanning sysfs every ${POLL_INTERVAL_MS} ms`);
+      // Said plainly: without the module no TCMU device can ever appear, so serve would only wait.
+      if (!existsSync(join(this.#options.roots.sysfs, "module", "target_core_user"))) {
+        log.warn(`no TCMU device can appear on this machine: ${this.#options.setup.hint("target_core_user")}`);
+      }
       return;
     }
     this.#netlink = netlink;
@@ -225,6 +242,28 @@ export class Appliance {
     await this.#reconcile(config);
   }
 
+  /**
+   * Says which /dev/sdX each config device's tcm_loop export became (the quick start ends on
+   * it), as soon as the kernel has probed the disk; gives up quietly after LOOP_DISK_WAIT_MS.
+   */
+  async #announceLoopDisks(config: ApplianceConfig): Promise<void> {
+    const { log, roots, io } = this.#options;
+    const records = this.state.read().devices;
+    const pending = config.devices.flatMap((spec) =>
+      (records[spec.name]?.exports ?? []).flatMap((made) => (made.fabric === "loop" ? [{ name: spec.name, wwn: made.wwn }] : [])),
+    );
+    const deadline = Date.now() + LOOP_DISK_WAIT_MS;
+    while (pending.length > 0 && Date.now() < deadline && !this.#stopping) {
+      for (const [index, { name, wwn }] of [...pending.entries()].reverse()) {
+        const disk = await loopDiskPath(roots, io, wwn);
+        if (disk === undefined) continue;
+        log.info(`${name} is ${disk} (tcm_loop ${wwn})`);
+        pending.splice(index, 1);
+      }
+      if (pending.length > 0) await Bun.sleep(200);
+    }
+  }
+
   async #reconcile(config: ApplianceConfig): Promise<void> {
     const { log, io } = this.#options;
     if (config.devices.length === 0) return;
@@ -261,14 +300,18 @@ export class Appliance {
   #startMetrics(): void {
     const listen = this.#options.metricsListen;
     if (listen === "off") return;
+    const status = startServeStatus({ devices: this.devices, state: this.state, serve: () => this.health(), warnings: this.#warnings, startedAtMs: this.#startedAtSeconds * 1000 });
     try {
       this.#server = startMetricsServer(parseListen(listen), {
         metricsText: () => this.metricsText(),
         health: () => this.health(),
+        status: (query) => status.report(query),
         injectFault: this.#options.faultInjection === true ? (name, kind) => this.#injectFault(name, kind) : undefined,
       });
-      this.#options.log.info(`metrics on http://${listen}/metrics, health on /healthz`);
+      this.#stopStatus = () => status.stop();
+      this.#options.log.info(`status page on http://${listen}/ (metrics on /metrics, health on /healthz, JSON on /api/status)`);
     } catch (error) {
+      status.stop();
       this.#options.log.error(`metrics endpoint ${listen} not started: ${messageOf(error)}`);
     }
   }
@@ -310,9 +353,11 @@ export class Appliance {
       backstore: device.backstoreDescription,
       sizeBytes: device.sizeBytes,
       worker: device.worker.index,
+      notes: [this.devices.options.claims.difference(device.info.subtype), ...device.warnings].filter((note) => note !== undefined),
     }));
+    const notServed = this.devices.notServed;
     try {
-      writeFileSync(path, `${JSON.stringify({ pid: process.pid, devices }, null, 2)}\n`);
+      writeFileSync(path, `${JSON.stringify({ pid: process.pid, devices, notServed }, null, 2)}\n`);
     } catch (error) {
       this.#options.log.debug(`${path} not written: ${messageOf(error)}`);
     }
@@ -333,6 +378,7 @@ export class Appliance {
     this.pool.stop();
     await this.#netlink?.stop();
     this.#netlink = undefined;
+    this.#stopStatus();
     await this.#server?.stop(true);
     this.#options.io.close();
     rmSync(join(this.#options.runDir, "served.json"), { force: true });

@@ -4,7 +4,7 @@
 // ring engine, SCSI unit and backstore (src/data-plane/). attach() brings it up;
 // resize()/reopen()/setWriteCache() apply a RECONFIG_DEVICE; detach() drains and releases it.
 import type { DataPlanePool, DataPlaneWorker } from "../data-plane/pool.ts";
-import { newStatsBuffer, RingStatsReader } from "../data-plane/device-stats.ts";
+import { newStatsBuffer, RingStatsReader, UnitStateReader } from "../data-plane/device-stats.ts";
 import type { StoreSummary } from "../data-plane/protocol.ts";
 import { DeviceMetrics } from "../metrics/device-metrics.ts";
 import type { RingLogger } from "../ring/engine.ts";
@@ -31,6 +31,11 @@ export interface AttachOptions {
   actions?: RingActions;
   /** MODE SELECT changed WCE: the control plane mirrors it into attrib/emulate_write_cache. */
   onWriteCacheChange?: (device: AttachedDevice, enabled: boolean) => void;
+  /**
+   * The backstore config the store is opened from when it is not the dev_config path itself (a
+   * tcmu-runner config string under --compat, translated); default info.configPath.
+   */
+  backstoreConfig?: string;
 }
 
 export interface DetachOptions {
@@ -49,6 +54,8 @@ export class AttachedDevice {
   readonly recovery: RecoveryResult;
   readonly metrics: DeviceMetrics;
   readonly engine: RingStatsReader;
+  /** The SCSI unit's state as its worker publishes it (stopped, write cache). */
+  readonly unit: UnitStateReader;
   readonly worker: DataPlaneWorker;
   readonly #token: number;
   readonly #options: AttachOptions;
@@ -68,6 +75,7 @@ export class AttachedDevice {
     this.#configPath = info.configPath;
     this.metrics = new DeviceMetrics(stats, 0);
     this.engine = new RingStatsReader(stats);
+    this.unit = new UnitStateReader(stats);
     this.metrics.ringResets = recovery.resetBytes > 0 ? 1 : 0;
   }
 
@@ -92,7 +100,7 @@ export class AttachedDevice {
         spec: {
           name: info.deviceName,
           deviceKey: options.deviceKey,
-          configPath: info.configPath,
+          configPath: options.backstoreConfig ?? info.configPath,
           sizeBytes: attributes.devSizeBytes,
           blockSizeBytes: attributes.hwBlockSizeBytes,
           hwMaxSectors: attributes.hwMaxSectors,

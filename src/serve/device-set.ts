@@ -12,6 +12,7 @@ import { parseUioName, type SystemRoots, type TcmuDeviceInfo } from "../uio/disc
 import { AttachedDevice } from "./attached-device.ts";
 import { describeDeviceAsync, discoverDevicesAsync } from "./discover-async.ts";
 import { errorStatus, messageOf, type ServeLog } from "./errors.ts";
+import type { HandlerClaims } from "./handler-claims.ts";
 import { findPendingAdded } from "./pending-added.ts";
 import { configfsRingActions } from "./ring-recovery.ts";
 
@@ -29,13 +30,20 @@ export function isTransientUioError(error: unknown, devicePath: string): boolean
 /** A device whose enable has waited this long when a scan sees it gets its ADDED reply from the scan. */
 export const PENDING_ADDED_GRACE_MS = 3000;
 
+export interface NotServedDevice {
+  hbaId: number;
+  name: string;
+  reason: string;
+}
+
 export interface Replier {
   readonly repliesOn: boolean;
   replyAdded(deviceId: number, status: number): boolean;
 }
 
 export interface DeviceSetOptions {
-  subtype: string;
+  /** The subtypes served and how their config strings become backstores. */
+  claims: HandlerClaims;
   allowedRoots: string[];
   roots: SystemRoots;
   io: ConfigfsIo;
@@ -59,6 +67,8 @@ export class DeviceSet {
   readonly #failed = new Map<string, string>();
   /** uio → why its last attach failed (thrown again for an ADDED reply's errno). */
   readonly #lastError = new Map<string, unknown>();
+  /** uio → the device whose last attach failed, and why (for `list`). */
+  readonly #notServed = new Map<string, NotServedDevice>();
   /** uio → whether the kernel waits for replies about it (nl_reply_supported > 0 when attached). */
   readonly #replyExpected = new Map<string, boolean>();
   /** deviceId → when a scan first saw its enable waiting. */
@@ -98,6 +108,11 @@ export class DeviceSet {
     return device;
   }
 
+  /** Devices whose last attach failed, with the reason (a removed one drops out on its REMOVED). */
+  get notServed(): NotServedDevice[] {
+    return [...this.#notServed.values()];
+  }
+
   /** Undefined for a device we never attached. */
   replyExpected(uio: string): boolean | undefined {
     return this.#replyExpected.get(uio);
@@ -106,6 +121,7 @@ export class DeviceSet {
   /** The device's REMOVED event was handled: its UIO number may now go to another device. */
   forgetReplies(uio: string): void {
     this.#replyExpected.delete(uio);
+    if (this.#notServed.delete(uio)) this.options.onChange();
   }
 
   async #attach(info: TcmuDeviceInfo): Promise<AttachedDevice | undefined> {
@@ -115,6 +131,8 @@ export class DeviceSet {
     log.debug(`attaching ${info.uio} ${info.deviceName} (${info.configPath})`);
     try {
       const device = await this.#attachRetrying(info);
+      const difference = this.options.claims.difference(info.subtype);
+      if (difference !== undefined) log.warn(`${info.deviceName} (${info.subtype}/${info.configPath}): ${difference}`);
       if (this.stopping) {
         await device.detach({ block: true });
         return undefined;
@@ -124,6 +142,7 @@ export class DeviceSet {
       if (replySupported !== undefined) this.#replyExpected.set(info.uio, Number(replySupported) > 0);
       this.#failed.delete(info.uio);
       this.#lastError.delete(info.uio);
+      this.#notServed.delete(info.uio);
       log.info(
         `attached ${info.uio} ${info.deviceName} config=${info.configPath} size=${formatBytes(device.sizeBytes)} ` +
           `block=${info.attributes.hwBlockSizeBytes} backstore=${device.backstoreDescription} worker=${device.worker.index}`,
@@ -140,7 +159,9 @@ export class DeviceSet {
       const message = error instanceof Error ? error.message : String(error);
       this.#failed.set(info.uio, identity);
       this.#lastError.set(info.uio, error);
+      this.#notServed.set(info.uio, { hbaId: info.hbaId, name: info.deviceName, reason: message });
       log.error(`${info.uio} ${info.deviceName} (config ${info.configPath}): not served: ${message}`);
+      this.options.onChange();
       return undefined;
     }
   }
@@ -164,11 +185,11 @@ export class DeviceSet {
           onGone: (gone, reason) => void this.detach(gone, reason, { destroy: true }),
           onReleased: (released, reason) => void this.#reattach(released, reason),
           onWriteCacheChange: (changed, enabled) => this.#mirrorWriteCache(changed, enabled),
+          backstoreConfig: this.options.claims.backstoreConfig(info.subtype, info.configPath),
         });
       } catch (error) {
         if (!isTransientUioError(error, info.devicePath) || this.stopping) throw error;
-        const name = parseUioName(`tcm-user/${info.hbaId}/${info.deviceName}/${this.options.subtype}/${info.configPath}`);
-        const current = name === undefined ? undefined : await describeDeviceAsync(info.uio, name, this.options.roots, this.options.io);
+        const current = await describeDeviceAsync(info.uio, info, this.options.roots, this.options.io);
         if (current === undefined) throw new Error(`${info.uio} vanished before it could be attached (${messageOf(error)})`);
         const leftMs = deadline - performance.now();
         if (leftMs <= 0) throw new Error(`${messageOf(error)}, still after ${budgetMs} ms of retries`);
@@ -221,12 +242,12 @@ export class DeviceSet {
     this.options.onChange();
   }
 
-  /** Attaches every device of our subtype not attached yet, then answers stuck ADDED events. */
+  /** Attaches every device of a claimed subtype not attached yet, then answers stuck ADDED events. */
   async scan(options: { immediate?: boolean } = {}): Promise<void> {
     if (this.stopping) return;
-    const { roots, subtype } = this.options;
+    const { roots, claims } = this.options;
     const unattached = (uio: string) => !this.#devices.has(uio) && !this.#attaching.has(uio);
-    for (const info of await discoverDevicesAsync(subtype, roots, this.options.io, unattached)) {
+    for (const info of await discoverDevicesAsync((subtype) => claims.claims(subtype), roots, this.options.io, unattached)) {
       if (!this.#devices.has(info.uio)) await this.attach(info);
     }
     if (this.replier?.repliesOn === true) await this.answerPendingAdded(options.immediate === true);
@@ -234,7 +255,7 @@ export class DeviceSet {
 
   /** Answers ADDED waits nobody answered; `immediate` skips the grace period (after an unclean exit). */
   async answerPendingAdded(immediate: boolean): Promise<void> {
-    const { roots, subtype, log } = this.options;
+    const { roots, claims, log } = this.options;
     const now = Date.now();
     const seen = new Set<number>();
     for (const pending of await findPendingAdded(roots, this.options.io)) {
@@ -242,7 +263,7 @@ export class DeviceSet {
       const since = this.#pendingSince.get(pending.deviceId) ?? now;
       this.#pendingSince.set(pending.deviceId, since);
       if (!immediate && now - since < PENDING_ADDED_GRACE_MS) continue;
-      const ours = pending.devConfig.split("/")[0] === subtype;
+      const ours = claims.claims(pending.devConfig.split("/")[0] ?? "");
       if (!ours && (this.options.otherDaemons?.() ?? []).length > 0) continue;
       let status = 0;
       if (ours) {

@@ -38,12 +38,17 @@ export function listTcmuUios(roots: SystemRoots): UioEntry[] {
   return entries;
 }
 
-/** Devices of `subtype` for which `wanted(uio)` holds, described (configfs read off the loop). */
-export async function discoverDevicesAsync(subtype: string, roots: SystemRoots, io: ConfigfsIo, wanted: (uio: string) => boolean): Promise<TcmuDeviceInfo[]> {
+/** Devices of a subtype `claimed` for which `wanted(uio)` holds, described (configfs read off the loop). */
+export async function discoverDevicesAsync(
+  claimed: (subtype: string) => boolean,
+  roots: SystemRoots,
+  io: ConfigfsIo,
+  wanted: (uio: string) => boolean,
+): Promise<TcmuDeviceInfo[]> {
   const devices: TcmuDeviceInfo[] = [];
   for (const entry of listTcmuUios(roots)) {
     const parsed = parseUioName(entry.name);
-    if (parsed === undefined || parsed.subtype !== subtype || !wanted(entry.uio)) continue;
+    if (parsed === undefined || !claimed(parsed.subtype) || !wanted(entry.uio)) continue;
     const device = await describeDeviceAsync(entry.uio, parsed, roots, io);
     if (device !== undefined) devices.push(device);
   }

@@ -66,7 +66,7 @@ export class EventHandler {
     log.debug(`${describeEvent(event)} for ${event.uioName} (uio${event.minor}, device index ${event.deviceId})`);
     const waits = this.#kernelWaits(event);
     let status = 0;
-    if (name !== undefined && name.subtype === devices.options.subtype) {
+    if (name !== undefined && devices.options.claims.claims(name.subtype)) {
       try {
         await this.#handleOurs(event, name);
       } catch (error) {
@@ -118,10 +118,10 @@ export class EventHandler {
       log.info(`${name.deviceName}: write cache ${change.enabled ? "enabled" : "disabled"}`);
     } else {
       const [subtype = "", ...rest] = change.devConfig.split("/");
-      if (subtype !== devices.options.subtype) {
+      if (subtype !== name.subtype) {
         throw new VetoError(`dev_config "${change.devConfig}" names handler "${subtype}": a served device cannot change handler (remove and re-create it)`);
       }
-      const configPath = rest.join("/");
+      const configPath = devices.options.claims.backstoreConfig(subtype, rest.join("/"));
       parseDevConfig(configPath);
       await device.reopen(configPath, device.sizeBytes);
       log.info(`${name.deviceName}: now served from ${configPath} (${device.backstoreDescription})`);

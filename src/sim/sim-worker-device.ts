@@ -3,7 +3,7 @@
 // its interrupt is a 4-byte write to a pipe the worker's epoll watches, and the worker's doorbell
 // is a 4-byte write to a second pipe that a wait thread here turns into sim.doorbell(). Used by
 // the data-plane tests and `bench --devices N --threads M`.
-import { newStatsBuffer, RingStatsReader } from "../data-plane/device-stats.ts";
+import { newStatsBuffer, RingStatsReader, UnitStateReader } from "../data-plane/device-stats.ts";
 import type { DataPlanePool, DataPlaneWorker } from "../data-plane/pool.ts";
 import type { DeviceSpec, StoreSummary } from "../data-plane/protocol.ts";
 import * as libc from "../libc/libc.ts";
@@ -26,6 +26,8 @@ export class SimWorkerDevice {
   readonly worker: DataPlaneWorker;
   readonly metrics: DeviceMetrics;
   readonly engine: RingStatsReader;
+  /** The SCSI unit's state as its worker publishes it (stopped, write cache). */
+  readonly unit: UnitStateReader;
   readonly store: StoreSummary;
   readonly released: string[] = [];
   readonly blockSizeBytes: number;
@@ -39,6 +41,7 @@ export class SimWorkerDevice {
     this.#token = token;
     this.metrics = new DeviceMetrics(stats, 0);
     this.engine = new RingStatsReader(stats);
+    this.unit = new UnitStateReader(stats);
     this.store = store;
     this.blockSizeBytes = blockSizeBytes;
     this.#pipes = pipes;

@@ -51,7 +51,7 @@ size = 67108864
 `,
     "Box-1",
   );
-  expect(config.serve).toEqual({ subtype: "appliance", allowRoots: ["/srv/images"], metricsListen: "127.0.0.1:9540", logLevel: "debug", logFormat: "json", dataPlaneThreads: undefined, pollUs: undefined, fileIo: undefined });
+  expect(config.serve).toEqual({ subtype: "appliance", allowRoots: ["/srv/images"], metricsListen: "127.0.0.1:9540", logLevel: "debug", logFormat: "json", dataPlaneThreads: undefined, pollUs: undefined, fileIo: undefined, compat: undefined });
   expect(config.devices.map((device) => device.name)).toEqual(["disk0", "scratch"]);
   const [disk0, scratch] = config.devices;
   expect(disk0).toMatchObject({ sizeBytes: 1024 ** 3, blockSizeBytes: 4096, writeCache: true, hwMaxSectors: 128, maxDataAreaMb: 64, cmdTimeOutSeconds: 30 });
@@ -106,6 +106,7 @@ const INVALID: [string, string, string, string][] = [
   ["hw_max_sectors range", `${DEVICE}hw_max_sectors = 0\n`, "devices.d0.hw_max_sectors", ">=1"],
   ["max_data_area_mb range", `${DEVICE}max_data_area_mb = 4096\n`, "devices.d0.max_data_area_mb", "<=2048"],
   ["cmd_time_out range", `${DEVICE}cmd_time_out = -1\n`, "devices.d0.cmd_time_out", ">=0"],
+  ["compat mode", `[serve]\ncompat = "targetcli"\n`, "serve.compat", "tcmu-runner"],
   ["transfer larger than the data area", `${DEVICE}hw_max_sectors = 8192\nmax_data_area_mb = 1\n`, "devices.d0.hw_max_sectors", "would not fit"],
   ["fabric unknown", `${DEVICE}[[devices.d0.exports]]\nfabric = "fc"\n`, "devices.d0.exports[0].fabric", 'must be "loop" or "iscsi"'],
   ["loop export key", `${DEVICE}[[devices.d0.exports]]\nfabric = "loop"\niqn = "iqn.2003-01.org.x:y"\n`, "devices.d0.exports[0].iqn", "unknown key"],
@@ -148,4 +149,15 @@ test("[serve] takes the data plane's threads, busy-poll and file I/O, and names 
   for (const [text, key] of [["data_plane_threads = 0", "data_plane_threads"], ["poll_us = -1", "poll_us"], ['file_io = "fast"', "file_io"]] as const) {
     expect(() => parseConfigText("/etc/t.toml", `[serve]\n${text}\n`, "box")).toThrow(key);
   }
+});
+
+test("serve.compat = \"tcmu-runner\" is read as serve --compat tcmu-runner", () => {
+  expect(parseConfigText("/etc/x.toml", `[serve]\ncompat = "tcmu-runner"\n`).serve.compat).toBe("tcmu-runner");
+});
+
+test("examples/quickstart.toml is a valid config: one RAM disk exported through tcm_loop", () => {
+  const config = loadConfigFile(join(import.meta.dir, "..", "..", "examples", "quickstart.toml"));
+  expect(config.devices).toHaveLength(1);
+  expect(config.devices[0]).toMatchObject({ name: "quick0", backstore: "ram/quick0", sizeBytes: 1024 ** 3, exports: [{ fabric: "loop" }] });
+  expect(config.serve.metricsListen).toBe("127.0.0.1:9540");
 });

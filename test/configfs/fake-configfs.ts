@@ -100,17 +100,27 @@ export class FakeConfigfs extends ConfigfsIo {
   }
 }
 
-/** Records modprobe and mount; a loaded module shows up in sysfs/module like the real thing. */
+/**
+ * Records modprobe and mount; a loaded module shows up in sysfs/module like the real thing,
+ * unless it is one of `unavailable` (a kernel without it).
+ */
 export class RecordingSetup implements KernelSetup {
   readonly calls: string[] = [];
   readonly #roots: SystemRoots;
+  readonly #unavailable: Set<string>;
 
-  constructor(roots: SystemRoots) {
+  constructor(roots: SystemRoots, unavailable: string[] = []) {
     this.#roots = roots;
+    this.#unavailable = new Set(unavailable);
+  }
+
+  hint(module: string): string {
+    return `hint for ${module}`;
   }
 
   modprobe(module: string): void {
     this.calls.push(`modprobe ${module}`);
+    if (this.#unavailable.has(module)) return;
     mkdirSync(join(this.#roots.sysfs, "module", module), { recursive: true });
     if (module === "target_core_mod") mkdirSync(join(this.#roots.configfs, "target", "core"), { recursive: true });
   }

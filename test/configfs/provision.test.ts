@@ -213,6 +213,12 @@ describe("kernel setup", () => {
     expect(setup.calls).toEqual([]);
   });
 
+  test("a kernel without target_core_user is refused with what to install, not a bare mkdir error", async () => {
+    rmSync(join(fake.roots.sysfs, "module", "target_core_user"), { recursive: true, force: true });
+    const setup = new RecordingSetup(fake.roots, ["target_core_user"]);
+    await expect(ensureTargetCore(fake.roots, fake, setup)).rejects.toThrow("no TCMU support: hint for target_core_user");
+  });
+
   test("ensureFabric() loads the fabric module and creates its directory once", async () => {
     const setup = new RecordingSetup(fake.roots);
     await ensureFabric(fake.roots, fake, setup, "iscsi");

@@ -9,6 +9,7 @@ import { DataPlanePool } from "../../src/data-plane/pool.ts";
 import { DEFAULT_DATA_PLANE_SETTINGS } from "../../src/data-plane/settings.ts";
 import { EBUSY, EINVAL, ENOENT, SystemCallError } from "../../src/libc/errno.ts";
 import { DeviceSet, isTransientUioError } from "../../src/serve/device-set.ts";
+import { HandlerClaims } from "../../src/serve/handler-claims.ts";
 import { describeDeviceAsync } from "../../src/serve/discover-async.ts";
 import { parseUioName, type SystemRoots } from "../../src/uio/discover.ts";
 
@@ -46,7 +47,7 @@ function fakeDevice(): void {
 
 function deviceSet(attachRetryMs: number): DeviceSet {
   return new DeviceSet({
-    subtype: "appliance",
+    claims: new HandlerClaims("appliance"),
     allowedRoots: [],
     roots,
     io: CONFIGFS_IO,

@@ -9,6 +9,7 @@ import type { AttachedDevice } from "../../src/serve/attached-device.ts";
 import type { DeviceSet } from "../../src/serve/device-set.ts";
 import type { OtherDaemon } from "../../src/configfs/other-daemons.ts";
 import { EventHandler } from "../../src/serve/event-handler.ts";
+import { HandlerClaims, type CompatMode } from "../../src/serve/handler-claims.ts";
 import type { SystemRoots, TcmuDeviceInfo } from "../../src/uio/discover.ts";
 
 let root: string;
@@ -28,6 +29,7 @@ beforeEach(() => {
   calls = [];
   otherDaemons = [];
   warnings = [];
+  compat = undefined;
   removed = [];
   attachFailure = undefined;
   resizeFailure = undefined;
@@ -46,11 +48,12 @@ function fakeDevice(uio: string, hba: number, name: string, nlReplySupported = "
 }
 
 let otherDaemons: OtherDaemon[];
+let compat: CompatMode | undefined;
 let warnings: string[];
 
 function handler(served: Map<string, AttachedDevice> = new Map()): EventHandler {
   const devices = {
-    options: { subtype: "appliance", roots, io: CONFIGFS_IO },
+    options: { claims: new HandlerClaims("appliance", compat), roots, io: CONFIGFS_IO },
     byUio: (uio: string) => served.get(uio),
     replyExpected: (uio: string) => (uio === "uio9" ? false : undefined),
     forgetReplies: (uio: string) => void calls.push(`forget ${uio}`),
@@ -110,6 +113,21 @@ test("our device gone before it could be attached, with tcmu-runner running: the
   expect(replies).toEqual([["added", -5]]);
   expect(warnings.join("\n")).toContain("vanished before it could be attached (tcmu-runner (pid 812) also answers TCMU netlink events");
   expect(warnings.join("\n")).toContain("nl_reply_supported=-1");
+});
+
+test("with --compat tcmu-runner, a targetcli user:file device is attached from its tcmu-runner config string", async () => {
+  fakeDevice("uio3", 1, "f0");
+  compat = "tcmu-runner";
+  await handler().handle(event("added", "tcm-user/1/f0/file//srv/f0.img"));
+  expect(calls).toEqual(["attach uio3 f0 /srv/f0.img 67108864"]);
+  expect(replies).toEqual([["added", 0]]);
+});
+
+test("without --compat, a user:file device is another handler's", async () => {
+  fakeDevice("uio3", 1, "f0");
+  await handler().handle(event("added", "tcm-user/1/f0/file//srv/f0.img"));
+  expect(calls).toEqual([]);
+  expect(replies).toEqual([["added", 0]]);
 });
 
 test("ADDED for our device attaches it from sysfs and configfs, then answers 0", async () => {

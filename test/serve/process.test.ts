@@ -100,9 +100,9 @@ test("findPendingAdded() finds every TCMU device whose enable waits, ours or not
   ]);
 });
 
-test("discoverDevicesAsync() describes only our subtype's devices the caller still wants", async () => {
+test("discoverDevicesAsync() describes only claimed subtypes' devices the caller still wants", async () => {
   const roots = fakeTree("discover");
-  const found = await discoverDevicesAsync("appliance", roots, CONFIGFS_IO, (uio) => uio !== "uio0");
+  const found = await discoverDevicesAsync((subtype) => subtype === "appliance", roots, CONFIGFS_IO, (uio) => uio !== "uio0");
   expect(found.map((device) => [device.uio, device.deviceName, device.configPath])).toEqual([["uio1", "waiting", "file//srv/a.img"]]);
   expect(found[0]!.attributes).toMatchObject({ hwBlockSizeBytes: 4096, devSizeBytes: 1073741824, hwMaxSectors: 128 });
   expect(found[0]!.mapSizeBytes).toBe(0x40800000);

@@ -76,6 +76,8 @@ create_user_backstore "$NAME" "$SIZE" appliance/ram || { fail setup "configfs re
 bsdir=$TARGET_CFG/core/$USER_HBA/$NAME
 printf '%s\n' "$SERIAL" >"$bsdir/wwn/vpd_unit_serial" || fail setup-serial "could not set wwn/vpd_unit_serial"
 HW_MAX=$(cat "$bsdir/attrib/hw_max_sectors")
+# What one command may carry: the data area (max_data_area_mb) in blocks, as the kernel bounds it.
+DATA_AREA_BLOCKS=$(($(cat "$bsdir/attrib/max_data_area_mb") * 1024 * 1024 / $(cat "$bsdir/attrib/hw_block_size")))
 diag "hw_max_sectors=$HW_MAX emulate_write_cache=$(cat "$bsdir/attrib/emulate_write_cache")"
 start_appliance || { fail setup "appliance did not start"; cleanup; finish; }
 dev=$(export_tcm_loop "$NAME") || { fail setup "no tcm_loop disk"; cleanup; finish; }
@@ -98,8 +100,9 @@ expect_all sg_vpd-0x83 "$(sg_vpd --page=0x83 "$dev" 2>&1)" \
 out=$(sg_vpd --page=0xb0 "$dev" 2>&1)
 caw_max=$(printf '%s\n' "$out" | sed -n 's/.*Maximum compare and write length: \([0-9]*\) blocks.*/\1/p')
 if [ "${caw_max:-0}" -ge 1 ]; then
-	expect_all sg_vpd-0xb0 "$out" 'Write same non-zero (WSNZ): 1' "Maximum transfer length: $HW_MAX blocks" \
-		'Maximum unmap LBA count: 4194304' 'Maximum unmap block descriptor count: 256' 'Maximum write same length: 0x100000 blocks'
+	expect_all sg_vpd-0xb0 "$out" 'Write same non-zero (WSNZ): 1' "Maximum transfer length: $DATA_AREA_BLOCKS blocks" \
+		"Optimal transfer length: $HW_MAX blocks" 'Maximum unmap LBA count: 1048576' 'Maximum unmap block descriptor count: 256' \
+		'Maximum write same length: 0x100000 blocks'
 else
 	fail sg_vpd-0xb0 "no COMPARE AND WRITE length in: $(short "$out")"
 fi

@@ -3,8 +3,8 @@
 #
 # Usage: scripts/vm/run-suite.sh [LIST_FILE]
 # Prints `vm: N passed, M failed`; exits non-zero if a test failed, a script ran fewer checks
-# than its `plan N` declares (or declared none), or a VM run failed (non-zero guest exit,
-# timeout, no exit code). Console logs: .vm-cache/logs/<script>.log.
+# than its `plan N` declares (or declared none), skipped a check without saying why, or a VM run
+# failed (non-zero guest exit, timeout, no exit code). Console logs: .vm-cache/logs/<script>.log.
 # Env: as run-vm.sh (VM_TIMEOUT applies to each VM run).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -43,6 +43,12 @@ while IFS= read -r line || [ -n "$line" ]; do
 		f=$((f + 1))
 	elif [ $((p + f + s)) -lt "$planned" ]; then
 		echo "FAIL $(basename "$1")-plan: $((p + f + s)) of $planned declared checks ran" >>"$log"
+		f=$((f + 1))
+	fi
+	# A SKIP must say why (`skip NAME REASON`): one without a reason could hide a check that never ran.
+	unexplained=$(grep -cE '^SKIP [^ :]+:?[[:space:]]*$' "$log" || true)
+	if [ "$unexplained" != 0 ]; then
+		echo "FAIL $(basename "$1")-skips: $unexplained SKIP line(s) without a reason" >>"$log"
 		f=$((f + 1))
 	fi
 	passed=$((passed + p))

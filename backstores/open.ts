@@ -4,7 +4,7 @@
 // qcow2 code is loaded only when a qcow2 image is served (or a bare path must be told apart).
 import { realpathSync } from "node:fs";
 import { posix } from "node:path";
-import { DevConfigError, parseDevConfig, type DetectDevConfig } from "../src/config/dev-config.ts";
+import { DevConfigError, parseDevConfig, type DetectDevConfig, type RbdDevConfig } from "../src/config/dev-config.ts";
 import { ENOENT, SystemCallError } from "../src/libc/errno.ts";
 import * as libc from "../src/libc/libc.ts";
 import { openFileBackstore } from "./file/open-file.ts";
@@ -48,8 +48,36 @@ export async function openBackstore(devConfigPath: string, context: BackstoreCon
       return openQcow2(allowedPath(devConfigPath, config.path, context.allowedRoots), config.snapshot, context);
     case "detect":
       return openDetected(devConfigPath, config, context);
+    case "rbd":
+      return openRbd(config, context);
     default:
       return assertNever(config);
+  }
+}
+
+/** librbd is loaded only now: a host without it serves every other store. */
+async function openRbd(config: RbdDevConfig, context: BackstoreContext): Promise<Backstore> {
+  const { RbdImage } = await import("./rbd/rbd-image.ts");
+  const { RbdBackstore } = await import("./rbd/rbd-backstore.ts");
+  const { LibrbdMissingError } = await import("./rbd/librbd-binding.ts");
+  let image;
+  try {
+    image = RbdImage.open(config);
+  } catch (error) {
+    if (error instanceof LibrbdMissingError) throw new BackstoreOpenError(error.message);
+    throw error;
+  }
+  try {
+    if (context.sizeBytes > image.sizeBytes) {
+      throw new BackstoreOpenError(`${image.description} is ${image.sizeBytes} bytes, smaller than dev_size ${context.sizeBytes}`);
+    }
+    if (image.objectSizeBytes % context.blockSizeBytes !== 0) {
+      throw new BackstoreOpenError(`${image.description}: object size ${image.objectSizeBytes} is not a multiple of the ${context.blockSizeBytes}-byte block`);
+    }
+    return new RbdBackstore(image);
+  } catch (error) {
+    image.close();
+    throw error;
   }
 }
 

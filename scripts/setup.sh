@@ -11,8 +11,9 @@ BUN_VERSION=1.4.5
 # jq: the side-by-side benchmark (scripts/bench-vm.sh); open-iscsi, curl, iproute2: the lifecycle
 # and iSCSI guest scripts (initiator, /metrics scrape, loopback up); libiscsi-bin: the conformance
 # suite (iscsi-test-cu, scripts/vm/guest/conformance.sh); chromium, fonts-dejavu-core: the status
-# page's headless-browser test (test/status/status-page.test.ts).
-APT_PACKAGES=(qemu-system-x86 busybox-static kmod cpio sg3-utils fio e2fsprogs qemu-utils util-linux ca-certificates tcmu-runner jq open-iscsi curl iproute2 libiscsi-bin chromium fonts-dejavu-core)
+# page's headless-browser test (test/status/status-page.test.ts); ceph-mon, ceph-osd, ceph-common,
+# uuid-runtime: the throwaway Ceph cluster the rbd tests start (scripts/ceph/test-cluster.sh).
+APT_PACKAGES=(qemu-system-x86 busybox-static kmod cpio sg3-utils fio e2fsprogs qemu-utils util-linux ca-certificates tcmu-runner jq open-iscsi curl iproute2 libiscsi-bin chromium fonts-dejavu-core ceph-mon ceph-osd ceph-common uuid-runtime)
 
 if [ -z "${SETUP_SKIP_APT:-}" ]; then
 	missing=()

@@ -10,12 +10,16 @@ const EXIT_REFUSED = 1;
 const NANOSECONDS_PER_SECOND = 1e9;
 
 export const inspectCommand = defineCommand({
-  meta: { name: "inspect", description: "Describe a qcow2/qcow image and its backing chain (like qemu-img info --backing-chain)" },
+  meta: { name: "inspect", description: "Describe a qcow2/qcow image and its backing chain (like qemu-img info --backing-chain), or an rbd/<pool>/<image>" },
   args: {
-    image: { type: "positional", description: "Image file", required: true },
+    image: { type: "positional", description: "Image file, or rbd/<pool>/<image>[;conf=…;id=…]", required: true },
     json: { type: "boolean", description: "Print JSON (an array, top image first)", default: false },
   },
   async run({ args }) {
+    if (String(args.image).startsWith("rbd/")) {
+      const { inspectRbd } = await import("./inspect-rbd.ts");
+      process.exit(await inspectRbd(String(args.image), args.json === true));
+    }
     const { describeChain } = await import("../../backstores/qcow2/describe.ts");
     const { ImageRefusedError } = await import("../../backstores/qcow2/errors.ts");
     let chain: ImageInfo[];

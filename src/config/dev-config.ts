@@ -5,6 +5,9 @@
 //   file/<absolute path>[;ro][;direct][;sync]   raw image file or block device
 //   qcow2/<absolute path>[;snapshot=NAME]       qcow2 image (read-only)
 //   <absolute path>[;options]                   qcow2 or raw, told apart by the file's content
+//   rbd/<pool>/<image>[@snap][;snap=NAME][;ns=NAMESPACE][;conf=PATH][;id=CLIENT][;ro]
+//                                               a Ceph RBD image (tcmu-runner's rbd strings too,
+//                                               ;osd_op_timeout=SECONDS included)
 //
 // Options follow as ";key=value" or ";flag" because configfs splits `control` at ','. Parsing is
 // pure (no file system access); open.ts checks allowed roots and opens. Every error names the
@@ -44,7 +47,28 @@ export interface DetectDevConfig {
   snapshot?: string;
 }
 
-export type DevConfig = RamDevConfig | FileDevConfig | Qcow2DevConfig | DetectDevConfig;
+export interface RbdDevConfig {
+  kind: "rbd";
+  pool: string;
+  image: string;
+  /** A snapshot: served read-only. */
+  snapshot?: string;
+  namespace?: string;
+  /** ceph.conf; default /etc/ceph/ceph.conf. */
+  confPath: string;
+  /** The cephx client id without "client."; default admin. */
+  clientId: string;
+  readOnly: boolean;
+  /** tcmu-runner's ;osd_op_timeout=: seconds before an OSD request fails (rados_osd_op_timeout). */
+  osdOpTimeoutSeconds?: number;
+}
+
+export type DevConfig = RamDevConfig | FileDevConfig | Qcow2DevConfig | DetectDevConfig | RbdDevConfig;
+
+export const RBD_CONF_DEFAULT = "/etc/ceph/ceph.conf";
+export const RBD_CLIENT_ID_DEFAULT = "admin";
+/** Pool, namespace, image and snapshot names as Ceph allows them, minus '/', '@' and ';'. */
+const RBD_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+:-]{0,127}$/;
 
 /** A dev_config that cannot be served as written; `part` is the offending piece. */
 export class DevConfigError extends Error {
@@ -58,7 +82,7 @@ export class DevConfigError extends Error {
   }
 }
 
-const GRAMMAR_HINT = "expected ram[/label], file/<absolute path>, qcow2/<absolute path> or an absolute path";
+const GRAMMAR_HINT = "expected ram[/label], file/<absolute path>, qcow2/<absolute path>, rbd/<pool>/<image> or an absolute path";
 const LABEL_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 
 const flag = (name: string) => z.literal(true, { error: `is a flag and takes no value (write ;${name})` }).optional();
@@ -84,6 +108,19 @@ const OPTION_SCHEMAS = {
   // qcow2 is only served read-only; ;ro is accepted for symmetry.
   qcow2: z.strictObject({ snapshot: snapshotOption, ro: flag("ro") }),
   detect: z.strictObject({ ro: flag("ro"), direct: flag("direct"), sync: flag("sync"), snapshot: snapshotOption }),
+  rbd: z.strictObject({
+    snap: z.string({ error: "needs a snapshot name, e.g. snap=base" }).regex(RBD_NAME_PATTERN, "is not a snapshot name").optional(),
+    ns: z.string({ error: "needs a namespace, e.g. ns=tenant1" }).regex(RBD_NAME_PATTERN, "is not a namespace name").optional(),
+    conf: z.string({ error: "needs a path, e.g. conf=/etc/ceph/ceph.conf" }).startsWith("/", "must be an absolute path").optional(),
+    id: z.string({ error: "needs a client id, e.g. id=admin" }).regex(/^[A-Za-z0-9._-]{1,64}$/, "is not a cephx client id").optional(),
+    ro: flag("ro"),
+    osd_op_timeout: z.coerce
+      .number({ error: "needs seconds, e.g. osd_op_timeout=30" })
+      .int("must be a whole number of seconds")
+      .min(1, "must be at least 1 second")
+      .max(3600, "must be at most 3600 seconds")
+      .optional(),
+  }),
 } as const;
 
 type RawOptions = Record<string, string | true>;
@@ -109,6 +146,7 @@ export function parseDevConfig(devConfigPath: string): DevConfig {
     const options = validateOptions(devConfigPath, "qcow2", raw, OPTION_SCHEMAS.qcow2);
     return { kind: "qcow2", path, ...(options.snapshot === undefined ? {} : { snapshot: options.snapshot }) };
   }
+  if (target.startsWith("rbd/")) return parseRbd(devConfigPath, target.slice("rbd/".length), raw);
   if (target.startsWith("/")) {
     const path = absolutePath(devConfigPath, "image", target);
     const options = validateOptions(devConfigPath, "an image", raw, OPTION_SCHEMAS.detect);
@@ -124,6 +162,33 @@ export function parseDevConfig(devConfigPath: string): DevConfig {
   if (target === "") throw new DevConfigError(devConfigPath, "backstore", `missing; ${GRAMMAR_HINT}`);
   const word = target.split("/")[0]!;
   throw new DevConfigError(devConfigPath, `backstore "${word}"`, `unknown; ${GRAMMAR_HINT}`);
+}
+
+/** rbd/<pool>/<image>[@snap] plus options; "@snap" and ";snap=" are one setting, given once. */
+function parseRbd(devConfigPath: string, target: string, raw: RawOptions): RbdDevConfig {
+  const parts = target.split("/");
+  if (parts.length !== 2 || parts[0] === "" || parts[1] === "") {
+    throw new DevConfigError(devConfigPath, `rbd "${target}"`, "expected rbd/<pool>/<image>");
+  }
+  const pool = parts[0]!;
+  const [image = "", atSnapshot] = parts[1]!.split("@");
+  if (!RBD_NAME_PATTERN.test(pool)) throw new DevConfigError(devConfigPath, `pool "${pool}"`, "is not a pool name");
+  if (!RBD_NAME_PATTERN.test(image)) throw new DevConfigError(devConfigPath, `image "${image}"`, "is not an image name");
+  const options = validateOptions(devConfigPath, "rbd", raw, OPTION_SCHEMAS.rbd);
+  if (atSnapshot !== undefined && !RBD_NAME_PATTERN.test(atSnapshot)) throw new DevConfigError(devConfigPath, `snapshot "${atSnapshot}"`, "is not a snapshot name");
+  if (atSnapshot !== undefined && options.snap !== undefined) throw new DevConfigError(devConfigPath, `option "snap"`, "given twice (as @snap and ;snap=)");
+  const snapshot = atSnapshot ?? options.snap;
+  return {
+    kind: "rbd",
+    pool,
+    image,
+    ...(snapshot === undefined ? {} : { snapshot }),
+    ...(options.ns === undefined ? {} : { namespace: options.ns }),
+    confPath: options.conf ?? RBD_CONF_DEFAULT,
+    clientId: options.id ?? RBD_CLIENT_ID_DEFAULT,
+    readOnly: options.ro === true || snapshot !== undefined,
+    ...(options.osd_op_timeout === undefined ? {} : { osdOpTimeoutSeconds: options.osd_op_timeout }),
+  };
 }
 
 /** ";key=value" and ";flag" tokens into a record; empty and repeated options are refused. */

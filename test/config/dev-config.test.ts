@@ -100,3 +100,52 @@ test("formatSizeBytes() prints binary units", () => {
   expect(formatSizeBytes(64 * 1024 ** 2)).toBe("64 MiB");
   expect(formatSizeBytes(1.5 * 1024 ** 3)).toBe("1.5 GiB");
 });
+
+describe("parseDevConfig() reads rbd config strings, ours and tcmu-runner's", () => {
+  test("rbd/<pool>/<image> with the defaults", () => {
+    expect(parseDevConfig("rbd/rbd/disk1")).toEqual({ kind: "rbd", pool: "rbd", image: "disk1", confPath: "/etc/ceph/ceph.conf", clientId: "admin", readOnly: false });
+  });
+
+  test("every option; a snapshot makes the device read-only", () => {
+    expect(parseDevConfig("rbd/vms/disk2;snap=base;ns=tenant1;conf=/srv/ceph/c.conf;id=gateway")).toEqual({
+      kind: "rbd",
+      pool: "vms",
+      image: "disk2",
+      snapshot: "base",
+      namespace: "tenant1",
+      confPath: "/srv/ceph/c.conf",
+      clientId: "gateway",
+      readOnly: true,
+    });
+    expect(parseDevConfig("rbd/vms/disk2@gold")).toMatchObject({ snapshot: "gold", readOnly: true });
+    expect(parseDevConfig("rbd/vms/disk2;ro")).toMatchObject({ readOnly: true });
+  });
+
+  test("tcmu-runner's rbd strings as targetcli and ceph-iscsi write them", () => {
+    expect(parseDevConfig("rbd/rbd/iscsi-img;osd_op_timeout=30;conf=/etc/ceph/ceph.conf;id=admin")).toMatchObject({
+      pool: "rbd",
+      image: "iscsi-img",
+      osdOpTimeoutSeconds: 30,
+      clientId: "admin",
+    });
+  });
+
+  test.each([
+    ["rbd/onlypool", 'rbd "onlypool"', "rbd/<pool>/<image>"],
+    ["rbd/a/b/c", 'rbd "a/b/c"', "rbd/<pool>/<image>"],
+    ["rbd/p/img;conf=relative.conf", 'option "conf=relative.conf"', "absolute"],
+    ["rbd/p/img@s1;snap=s2", 'option "snap"', "given twice"],
+    ["rbd/p/img;osd_op_timeout=0", 'option "osd_op_timeout=0"', "at least 1"],
+    ["rbd/p/img;size=1G", 'option "size"', "unknown for rbd"],
+  ])("%s is refused at %s", (config, part, problem) => {
+    let caught: unknown;
+    try {
+      parseDevConfig(config);
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(DevConfigError);
+    expect((caught as DevConfigError).part).toBe(part);
+    expect((caught as Error).message).toContain(problem);
+  });
+});

@@ -1,0 +1,216 @@
+// A Ceph RBD image through librbd. Every operation is asynchronous and zero-copy: reads and
+// writes hand librbd the iovecs of the mapped data area (rbd_aio_readv/writev), many in flight
+// at once, completing in any order. librbd never calls into JavaScript: completions are queued
+// by the image (rbd_set_image_notification on an eventfd), the data-plane worker's epoll sees
+// the eventfd beside its devices (readable-watch.ts), and rbd_poll_io_events reaps them.
+import { ptr, type Pointer } from "bun:ffi";
+import { IovecArena } from "../file/iovec-arena.ts";
+import { watchReadable, type ReadableWatch } from "../../src/data-plane/readable-watch.ts";
+import { errnoName } from "../../src/libc/errno.ts";
+import * as libc from "../../src/libc/libc.ts";
+import type { DataSegments } from "../../src/ring/data-segments.ts";
+import { BackstoreError, type Backstore, type BackstoreCapabilities, type LbaStatusExtent } from "../types.ts";
+import { EVENT_TYPE_EVENTFD, librbd, type Librbd } from "./librbd-binding.ts";
+import type { RbdImage } from "./rbd-image.ts";
+
+/** Requests in flight per image (the ring's queue depth is 128 by default). */
+export const RBD_REQUESTS_MAX = 256;
+/** Completions reaped per rbd_poll_io_events call. */
+const POLL_BATCH = 64;
+const EVENTFD_READ_BYTES = 8;
+/** librbd's write_zeroes flags and op flags: none. */
+const NO_FLAGS = 0;
+
+type Settle = (result: number) => void;
+
+interface Pending {
+  settle: Settle;
+  /** The arena slot holding this request's iovecs; -1 when none. */
+  slot: number;
+}
+
+export class RbdBackstore implements Backstore {
+  readonly kind = "rbd";
+  readonly description: string;
+  readonly capabilities: BackstoreCapabilities;
+  readonly warnings: readonly string[];
+  readonly #lib: Librbd;
+  readonly #image: RbdImage;
+  readonly #eventFd: number;
+  readonly #watch: ReadableWatch;
+  readonly #arena = new IovecArena(RBD_REQUESTS_MAX);
+  readonly #freeSlots: number[] = [];
+  /** Request token (the completion's cb_arg) → who waits for it. Tokens are slot-like: reused. */
+  readonly #pending = new Map<number, Pending>();
+  readonly #freeTokens: number[] = [];
+  #nextToken = 1;
+  /** Space for rbd_aio_create_completion's out-parameter and poll results. */
+  readonly #completionOut = new BigUint64Array(1);
+  readonly #polled = new BigUint64Array(POLL_BATCH);
+  #closed = false;
+  #sizeBytes: number;
+
+  constructor(image: RbdImage) {
+    this.#lib = librbd();
+    this.#image = image;
+    this.#sizeBytes = image.sizeBytes;
+    this.description = image.description;
+    this.warnings = image.warnings;
+    this.capabilities = {
+      readOnly: image.readOnly,
+      unmap: !image.readOnly,
+      // A discarded range reads back as zeros (RBD objects are sparse; whole objects are removed).
+      unmapReadsZeroes: true,
+      lbaStatus: false,
+      // FUA / WCE=0 writes are made durable with a flush (librbd's cache may hold them).
+      volatileCache: true,
+      unmapGranularityBytes: image.objectSizeBytes,
+    };
+    for (let slot = RBD_REQUESTS_MAX - 1; slot >= 0; slot -= 1) this.#freeSlots.push(slot);
+    this.#eventFd = libc.eventfd(0, 0);
+    const status = this.#lib.rbd.rbd_set_image_notification(image.handle, this.#eventFd, EVENT_TYPE_EVENTFD);
+    if (status < 0) {
+      libc.close(this.#eventFd);
+      throw new Error(`rbd_set_image_notification: ${errnoName(-status)}`);
+    }
+    this.#watch = watchReadable(this.#eventFd, EVENTFD_READ_BYTES, this.#reap, (reason) => {
+      if (!this.#closed) throw new Error(`rbd completion watch stopped: ${reason}`);
+    });
+  }
+
+  get sizeBytes(): number {
+    return this.#sizeBytes;
+  }
+
+  get objectSizeBytes(): number {
+    return this.#image.objectSizeBytes;
+  }
+
+  read(offsetBytes: number, lengthBytes: number, target: DataSegments, targetStartBytes: number): Promise<void> {
+    return this.#vectored(false, offsetBytes, lengthBytes, target, targetStartBytes);
+  }
+
+  write(offsetBytes: number, lengthBytes: number, source: DataSegments, sourceStartBytes: number, durable: boolean): Promise<void> {
+    const written = this.#vectored(true, offsetBytes, lengthBytes, source, sourceStartBytes);
+    return durable ? written.then(() => this.flush()) : written;
+  }
+
+  flush(): Promise<void> {
+    return this.#submit("flush", 0, (completion) => this.#lib.rbd.rbd_aio_flush(this.#image.handle, completion));
+  }
+
+  unmap(offsetBytes: number, lengthBytes: number): Promise<void> {
+    this.#checkWritable(offsetBytes);
+    return this.#submit("write", offsetBytes, (completion) => this.#lib.rbd.rbd_aio_discard(this.#image.handle, offsetBytes, lengthBytes, completion));
+  }
+
+  writeZeroes(offsetBytes: number, lengthBytes: number, _deallocate: boolean, durable: boolean): Promise<void> {
+    this.#checkWritable(offsetBytes);
+    const zeroed = this.#submit("write", offsetBytes, (completion) =>
+      this.#lib.rbd.rbd_aio_write_zeroes(this.#image.handle, offsetBytes, lengthBytes, completion, NO_FLAGS, NO_FLAGS),
+    );
+    return durable ? zeroed.then(() => this.flush()) : zeroed;
+  }
+
+  lbaStatus(offsetBytes: number): LbaStatusExtent {
+    return { mapped: true, lengthBytes: this.#sizeBytes - offsetBytes };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    // Nothing may complete into freed state: librbd finishes what is in flight on close.
+    while (this.#pending.size > 0) {
+      await Bun.sleep(1);
+      this.#reap();
+    }
+    this.#closed = true;
+    await this.#watch.stop();
+    this.#image.close();
+    libc.close(this.#eventFd);
+    this.#arena.close();
+  }
+
+  #checkWritable(offsetBytes: number): void {
+    if (this.capabilities.readOnly) throw new BackstoreError("write-protected", offsetBytes, `${this.description} is read-only`);
+  }
+
+  #vectored(write: boolean, offsetBytes: number, lengthBytes: number, segments: DataSegments, startBytes: number): Promise<void> {
+    if (write) this.#checkWritable(offsetBytes);
+    const slot = this.#freeSlots.pop();
+    if (slot === undefined) return Promise.reject(new Error(`more than ${RBD_REQUESTS_MAX} rbd requests in flight`));
+    const count = this.#arena.load(slot, segments, startBytes, lengthBytes);
+    if (count < 0) {
+      this.#freeSlots.push(slot);
+      return Promise.reject(new BackstoreError(write ? "write" : "read", offsetBytes, `a transfer of more than ${this.#arena.iovecsPerSlot} segments`));
+    }
+    const iovecs = this.#arena.addressOf(slot) as Pointer;
+    const image = this.#image.handle;
+    const rbd = this.#lib.rbd;
+    return new Promise<void>((resolve, reject) => {
+      const token = this.#take((result) => {
+        if (result >= 0) resolve();
+        else reject(new BackstoreError(write ? "write" : "read", offsetBytes, `rbd ${write ? "write" : "read"} of ${lengthBytes} bytes at ${offsetBytes}: ${errnoName(-result)}`));
+      }, slot);
+      const completion = this.#completion(token);
+      const status = write ? rbd.rbd_aio_writev(image, iovecs, count, offsetBytes, completion) : rbd.rbd_aio_readv(image, iovecs, count, offsetBytes, completion);
+      if (status < 0) this.#failSubmit(token, completion, status);
+    });
+  }
+
+  #submit(kind: "write" | "flush", offsetBytes: number, start: (completion: Pointer) => number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const token = this.#take((result) => {
+        if (result >= 0) resolve();
+        else reject(new BackstoreError("write", offsetBytes, `rbd ${kind} at ${offsetBytes}: ${errnoName(-result)}`));
+      }, -1);
+      const completion = this.#completion(token);
+      const status = start(completion);
+      if (status < 0) this.#failSubmit(token, completion, status);
+    });
+  }
+
+  #take(settle: Settle, slot: number): number {
+    if (this.#closed) throw new Error(`${this.description} is closed`);
+    const token = this.#freeTokens.pop() ?? this.#nextToken++;
+    this.#pending.set(token, { settle, slot });
+    return token;
+  }
+
+  /** A completion whose cb_arg is `token` and no callback: librbd queues it for rbd_poll_io_events. */
+  #completion(token: number): Pointer {
+    const status = this.#lib.rbd.rbd_aio_create_completion(token as unknown as Pointer, null, ptr(this.#completionOut));
+    if (status < 0) throw new Error(`rbd_aio_create_completion: ${errnoName(-status)}`);
+    return Number(this.#completionOut[0]!) as Pointer;
+  }
+
+  #failSubmit(token: number, completion: Pointer, status: number): void {
+    this.#lib.rbd.rbd_aio_release(completion);
+    this.#finish(token, status);
+  }
+
+  #finish(token: number, result: number): void {
+    const pending = this.#pending.get(token);
+    if (pending === undefined) throw new Error(`rbd completion for unknown request ${token}`);
+    this.#pending.delete(token);
+    this.#freeTokens.push(token);
+    if (pending.slot >= 0) this.#freeSlots.push(pending.slot);
+    pending.settle(result);
+  }
+
+  /** Every completion the image has queued, each settled once and released. */
+  readonly #reap = (): void => {
+    const rbd = this.#lib.rbd;
+    for (;;) {
+      const count = rbd.rbd_poll_io_events(this.#image.handle, ptr(this.#polled), POLL_BATCH);
+      if (count <= 0) return;
+      for (let index = 0; index < count; index += 1) {
+        const completion = Number(this.#polled[index]!) as Pointer;
+        const token = Number(rbd.rbd_aio_get_arg(completion));
+        const result = Number(rbd.rbd_aio_get_return_value(completion));
+        rbd.rbd_aio_release(completion);
+        this.#finish(token, result);
+      }
+      if (count < POLL_BATCH) return;
+    }
+  };
+}

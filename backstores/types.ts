@@ -65,9 +65,10 @@ export interface Backstore {
 
 /**
  * "unreachable": the unit is served by another data-plane worker that no longer serves it (an
- * EXTENDED COPY peer detached or its thread died mid-copy).
+ * EXTENDED COPY peer detached or its thread died mid-copy). "unavailable": the store's medium is
+ * out of reach for now (a cluster timed out): nothing was done, the initiator should retry.
  */
-export type BackstoreErrorKind = "read" | "write" | "no-space" | "write-protected" | "unsupported" | "unreachable";
+export type BackstoreErrorKind = "read" | "write" | "no-space" | "write-protected" | "unsupported" | "unreachable" | "unavailable";
 
 /** An I/O failure the initiator should hear about; `offsetBytes` is where it failed. */
 export class BackstoreError extends Error {

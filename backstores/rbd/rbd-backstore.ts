@@ -23,6 +23,18 @@ const NO_FLAGS = 0;
 
 type Settle = (result: number) => void;
 
+/**
+ * librados answers these when the cluster, not the data, is the problem (an OSD or monitor past
+ * its timeout, a session gone, this client blocklisted after a failover): retryable, so NOT READY
+ * rather than a MEDIUM ERROR that would fail the initiator's I/O.
+ */
+const UNAVAILABLE_ERRNOS: ReadonlySet<number> = new Set([110 /* ETIMEDOUT */, 107 /* ENOTCONN */, 108 /* ESHUTDOWN: blocklisted */, 11 /* EAGAIN */]);
+
+function ioError(kind: "read" | "write", offsetBytes: number, result: number, what: string): BackstoreError {
+  const errno = -result;
+  return new BackstoreError(UNAVAILABLE_ERRNOS.has(errno) ? "unavailable" : kind, offsetBytes, `rbd ${what}: ${errnoName(errno)}`);
+}
+
 interface Pending {
   settle: Settle;
   /** The arena slot holding this request's iovecs; -1 when none. */
@@ -149,7 +161,7 @@ export class RbdBackstore implements Backstore {
     return new Promise<void>((resolve, reject) => {
       const token = this.#take((result) => {
         if (result >= 0) resolve();
-        else reject(new BackstoreError(write ? "write" : "read", offsetBytes, `rbd ${write ? "write" : "read"} of ${lengthBytes} bytes at ${offsetBytes}: ${errnoName(-result)}`));
+        else reject(ioError(write ? "write" : "read", offsetBytes, result, `${write ? "write" : "read"} of ${lengthBytes} bytes at ${offsetBytes}`));
       }, slot);
       const completion = this.#completion(token);
       const status = write ? rbd.rbd_aio_writev(image, iovecs, count, offsetBytes, completion) : rbd.rbd_aio_readv(image, iovecs, count, offsetBytes, completion);
@@ -161,7 +173,7 @@ export class RbdBackstore implements Backstore {
     return new Promise<void>((resolve, reject) => {
       const token = this.#take((result) => {
         if (result >= 0) resolve();
-        else reject(new BackstoreError("write", offsetBytes, `rbd ${kind} at ${offsetBytes}: ${errnoName(-result)}`));
+        else reject(ioError("write", offsetBytes, result, `${kind} at ${offsetBytes}`));
       }, -1);
       const completion = this.#completion(token);
       const status = start(completion);

@@ -273,6 +273,8 @@ export class ScsiDevice implements CommandExecutor, LogicalUnit {
         return this.fail(command, sense.INVALID_COMMAND_OPERATION_CODE, { field: { inCdb: true, byte: 0 } });
       case "unreachable":
         return this.fail(command, sense.COPY_TARGET_DEVICE_NOT_REACHABLE);
+      case "unavailable":
+        return this.fail(command, sense.NOT_READY_BECOMING_READY);
       default:
         return assertNever(error.kind);
     }

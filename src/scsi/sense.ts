@@ -40,6 +40,11 @@ export const NOT_READY_INITIALIZING_COMMAND_REQUIRED = reason(
   0x04,
   0x02,
 );
+/**
+ * The store's medium cannot be reached for now (a storage cluster without quorum or an OSD down
+ * past its timeout): the command was not done, and Linux's sd retries this ASC/ASCQ.
+ */
+export const NOT_READY_BECOMING_READY = reason("LOGICAL UNIT IS IN PROCESS OF BECOMING READY", SENSE_KEY_NOT_READY, 0x04, 0x01);
 export const INVALID_COMMAND_OPERATION_CODE = reason("INVALID COMMAND OPERATION CODE", SENSE_KEY_ILLEGAL_REQUEST, 0x20, 0x00);
 export const LBA_OUT_OF_RANGE = reason("LOGICAL BLOCK ADDRESS OUT OF RANGE", SENSE_KEY_ILLEGAL_REQUEST, 0x21, 0x00);
 export const INVALID_FIELD_IN_CDB = reason("INVALID FIELD IN CDB", SENSE_KEY_ILLEGAL_REQUEST, 0x24, 0x00);

@@ -134,6 +134,26 @@ describe("rbd backstore on a live cluster", () => {
     expect(missing.stderr.toString()).toContain('image "nothere" in pool "rbd": ENOENT');
   }, 60_000);
 
+  test("an OSD that stops answering fails commands with NOT READY (retryable) after osd_op_timeout, not a hang; they work again after", async () => {
+    const backstore = await open("rbd/rbd/t3;osd_op_timeout=2");
+    const device = new SimDevice({ backstore, sizeBytes: SIZE_BYTES, blockSizeBytes: BLOCK_BYTES, scsi: { writeCacheEnabled: true, maxTransferBlocks: 2048 } });
+    devices.push(device);
+    const osdPid = Number((await Bun.file(`${cluster.dir}/run/osd.0.pid`).text()).trim());
+    process.kill(osdPid, "SIGSTOP");
+    let completion;
+    try {
+      completion = await device.submit(cdbs.write10(64, 8), { dataOut: cdbs.patternBytes(4096, 77) });
+    } finally {
+      process.kill(osdPid, "SIGCONT");
+    }
+    expect(completion.status).toBe(2);
+    expect(cdbs.senseTriple(completion.sense)).toEqual([0x02, 0x04, 0x01]);
+    const data = cdbs.patternBytes(4096, 78);
+    expect((await device.submit(cdbs.write10(64, 8), { dataOut: data })).status).toBe(0);
+    const read = await device.submit(cdbs.read10(64, 8), { dataInBytes: 4096 });
+    expect(Buffer.from(read.dataIn).equals(Buffer.from(data))).toBe(true);
+  }, 90_000);
+
   test("an image that is not there, a pool that is not there and a dev_size above the image are refused, naming them", async () => {
     await expect(open("rbd/rbd/missing")).rejects.toThrow('image "missing" in pool "rbd": ENOENT');
     await expect(open("rbd/nopool/t1")).rejects.toThrow('pool "nopool": ENOENT');

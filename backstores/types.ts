@@ -59,6 +59,12 @@ export interface Backstore {
    * store's shared-memory file). Stores over a user's image leave it alone. Absent: same as close.
    */
   destroy?(): void | Promise<void>;
+  /**
+   * Set by the unit's owner: called when the medium grew by itself (an rbd image resized on the
+   * cluster), so the unit can raise CAPACITY DATA HAS CHANGED. Stores whose size only changes
+   * through reconfiguration never call it.
+   */
+  onGrow?: (sizeBytes: number) => void;
   /** Things worth an administrator's attention found at open (served as asked, but differently). */
   readonly warnings?: readonly string[];
 }

@@ -6,7 +6,7 @@
 import { ptr, type Pointer } from "bun:ffi";
 import { IovecArena } from "../file/iovec-arena.ts";
 import { watchReadable, type ReadableWatch } from "../../src/data-plane/readable-watch.ts";
-import { errnoName } from "../../src/libc/errno.ts";
+import { EAGAIN, ENOTCONN, errnoName, ESHUTDOWN, ETIMEDOUT } from "../../src/libc/errno.ts";
 import * as libc from "../../src/libc/libc.ts";
 import type { DataSegments } from "../../src/ring/data-segments.ts";
 import { BackstoreError, type Backstore, type BackstoreCapabilities, type LbaStatusExtent } from "../types.ts";
@@ -18,6 +18,9 @@ export const RBD_REQUESTS_MAX = 256;
 /** Completions reaped per rbd_poll_io_events call. */
 const POLL_BATCH = 64;
 const EVENTFD_READ_BYTES = 8;
+/** How often the image's size is looked at (librbd keeps it current from the header's watch). */
+export const RBD_SIZE_CHECK_MS = 2000;
+const TIMERFD_READ_BYTES = 8;
 /** librbd's write_zeroes flags and op flags: none. */
 const NO_FLAGS = 0;
 
@@ -28,7 +31,7 @@ type Settle = (result: number) => void;
  * its timeout, a session gone, this client blocklisted after a failover): retryable, so NOT READY
  * rather than a MEDIUM ERROR that would fail the initiator's I/O.
  */
-const UNAVAILABLE_ERRNOS: ReadonlySet<number> = new Set([110 /* ETIMEDOUT */, 107 /* ENOTCONN */, 108 /* ESHUTDOWN: blocklisted */, 11 /* EAGAIN */]);
+const UNAVAILABLE_ERRNOS: ReadonlySet<number> = new Set([ETIMEDOUT, ENOTCONN, ESHUTDOWN /* blocklisted */, EAGAIN]);
 
 function ioError(kind: "read" | "write", offsetBytes: number, result: number, what: string): BackstoreError {
   const errno = -result;
@@ -50,6 +53,9 @@ export class RbdBackstore implements Backstore {
   readonly #image: RbdImage;
   readonly #eventFd: number;
   readonly #watch: ReadableWatch;
+  readonly #sizeTimerFd: number;
+  readonly #sizeWatch: ReadableWatch;
+  onGrow?: (sizeBytes: number) => void;
   readonly #arena = new IovecArena(RBD_REQUESTS_MAX);
   readonly #freeSlots: number[] = [];
   /** Request token (the completion's cb_arg) → who waits for it. Tokens are slot-like: reused. */
@@ -88,7 +94,24 @@ export class RbdBackstore implements Backstore {
     this.#watch = watchReadable(this.#eventFd, EVENTFD_READ_BYTES, this.#reap, (reason) => {
       if (!this.#closed) throw new Error(`rbd completion watch stopped: ${reason}`);
     });
+    // A resize on the cluster (rbd resize) reaches no configfs attribute: the store notices it.
+    this.#sizeTimerFd = libc.timerfdPeriodic(RBD_SIZE_CHECK_MS);
+    this.#sizeWatch = watchReadable(this.#sizeTimerFd, TIMERFD_READ_BYTES, this.#checkSize, () => {});
   }
+
+  /** The image grew: served larger from now on. A shrink is left to fail the I/O past the end. */
+  readonly #checkSize = (): void => {
+    if (this.#closed) return;
+    let size: number;
+    try {
+      size = this.#image.currentSizeBytes();
+    } catch {
+      return; // the cluster is out of reach (a refresh timed out): the next period asks again
+    }
+    if (size <= this.#sizeBytes) return;
+    this.#sizeBytes = size;
+    this.onGrow?.(size);
+  };
 
   get sizeBytes(): number {
     return this.#sizeBytes;
@@ -136,6 +159,8 @@ export class RbdBackstore implements Backstore {
       this.#reap();
     }
     this.#closed = true;
+    await this.#sizeWatch.stop();
+    libc.close(this.#sizeTimerFd);
     await this.#watch.stop();
     this.#image.close();
     libc.close(this.#eventFd);

@@ -75,6 +75,15 @@ cluster_pids() {
 }
 
 # --- stop ---------------------------------------------------------------------------------
+# True while process $1 runs. A zombie counts as gone: the daemons daemonized, so their parent
+# is PID 1, which may take its time to reap them (a second, in some containers).
+running() {
+	local stat
+	read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
+	stat=${stat##*) }
+	[ "${stat%% *}" != Z ]
+}
+
 cmd_stop() {
 	local pids pid
 	if [ ! -e "$DIR" ]; then
@@ -99,7 +108,7 @@ cmd_stop() {
 	for _ in $(seq 100); do
 		local alive=0
 		for pid in $pids; do
-			kill -0 "$pid" 2>/dev/null && alive=1
+			running "$pid" && alive=1
 		done
 		[ $alive = 0 ] && break
 		sleep 0.1

@@ -70,6 +70,7 @@ export class ServedUnit {
     this.#maxTransferBlocks = maxTransferBlocksFor(dataAreaBytesOf(memory), request.spec.blockSizeBytes);
     this.#scsi = this.#buildScsi(backstore, sizeBytes, request.spec.writeCacheEnabled);
     this.#executor = new AccountingExecutor(this.#scsi, this.metrics);
+    this.#followGrowth(backstore);
     this.engine = new RingEngine({ memory, baseAddress: request.address }, this.#ringDoorbell, this.#executor, { logger: hooks.logger });
     this.engine.onPendingWork = hooks.onPendingWork;
     this.publishStats();
@@ -235,8 +236,18 @@ export class ServedUnit {
     previous.close();
     this.#scsi = next;
     this.#backstore = backstore;
+    this.#followGrowth(backstore);
     this.#configPath = configPath;
     next.resize(sizeBytes);
+  }
+
+  /** A store that grew by itself (an rbd image resized on the cluster) is served at its new size. */
+  #followGrowth(backstore: Backstore): void {
+    backstore.onGrow = (sizeBytes) => {
+      if (this.#backstore !== backstore || sizeBytes <= this.#scsi.sizeBytes) return;
+      this.#hooks.logger.warn(`${this.spec.name}: ${backstore.description} grew to ${sizeBytes} bytes; serving it at that size (CAPACITY DATA HAS CHANGED)`);
+      this.#scsi.resize(sizeBytes - (sizeBytes % this.#scsi.blockSizeBytes));
+    };
   }
 
   /** emulate_write_cache changed: turning the cache off makes what it holds durable first. */

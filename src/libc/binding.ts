@@ -29,6 +29,8 @@ export const libc = dlopen("libc.so.6", {
   ioctl: { args: [i32, u64, ptr], returns: i32 },
   fstat: { args: [i32, ptr], returns: i32 },
   eventfd: { args: [u32, i32], returns: i32 },
+  timerfd_create: { args: [i32, i32], returns: i32 },
+  timerfd_settime: { args: [i32, i32, ptr, ptr], returns: i32 },
   epoll_create1: { args: [i32], returns: i32 },
   epoll_ctl: { args: [i32, i32, i32, ptr], returns: i32 },
   epoll_wait: { args: [i32, ptr, i32, i32], returns: i32 },

@@ -25,6 +25,10 @@ export const ENOSYS = 38;
 export const EOPNOTSUPP = 95;
 export const ENOTSUP = EOPNOTSUPP;
 export const EDQUOT = 122;
+export const EILSEQ = 84;
+export const ENOTCONN = 107;
+export const ESHUTDOWN = 108;
+export const ETIMEDOUT = 110;
 
 const ERRNO_NAMES: Record<number, string> = {
   [EPERM]: "EPERM",
@@ -50,6 +54,10 @@ const ERRNO_NAMES: Record<number, string> = {
   [ENOSYS]: "ENOSYS",
   [EOPNOTSUPP]: "EOPNOTSUPP",
   [EDQUOT]: "EDQUOT",
+  [ENOTCONN]: "ENOTCONN",
+  [ESHUTDOWN]: "ESHUTDOWN",
+  [ETIMEDOUT]: "ETIMEDOUT",
+  [EILSEQ]: "EILSEQ",
 };
 
 export function errnoName(errno: number): string {

@@ -1,6 +1,6 @@
 // libc through bun:ffi (the binding is binding.ts). Every wrapper throws a SystemCallError
 // naming the call and errno on failure, so callers never see -1.
-import type { Pointer } from "bun:ffi";
+import { ptr, type Pointer } from "bun:ffi";
 import { errno, libc as sym } from "./binding.ts";
 import { EAGAIN, EINTR, SystemCallError } from "./errno.ts";
 
@@ -226,6 +226,32 @@ export function isBlockDevice(status: FileStatus): boolean {
 
 export function eventfd(initialValue: number, flags: number): number {
   return check("eventfd", undefined, sym.eventfd(initialValue, flags | EFD_CLOEXEC));
+}
+
+const CLOCK_MONOTONIC = 1;
+const TFD_CLOEXEC = 0o2000000;
+
+/**
+ * A timerfd that becomes readable every `intervalMs` (its u64 counter says how many periods
+ * passed): periodic work a data-plane worker waits for in the same epoll as its devices.
+ */
+export function timerfdPeriodic(intervalMs: number): number {
+  const fd = check("timerfd_create", undefined, sym.timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC));
+  // struct itimerspec: it_interval then it_value, each { tv_sec, tv_nsec } as i64.
+  const spec = new BigInt64Array(4);
+  const seconds = BigInt(Math.floor(intervalMs / 1000));
+  const nanoseconds = BigInt((intervalMs % 1000) * 1_000_000);
+  spec[0] = seconds;
+  spec[1] = nanoseconds;
+  spec[2] = seconds;
+  spec[3] = nanoseconds;
+  const status = sym.timerfd_settime(fd, 0, ptr(spec), null);
+  if (status < 0) {
+    const failure = new SystemCallError("timerfd_settime", undefined, errno());
+    sym.close(fd);
+    throw failure;
+  }
+  return fd;
 }
 
 export function epollCreate(): number {

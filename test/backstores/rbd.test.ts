@@ -21,7 +21,7 @@ const devices: SimDevice[] = [];
 
 beforeAll(async () => {
   cluster = await startCephCluster();
-  for (const image of ["t1", "t2", "t3"]) rbdCli("create", `rbd/${image}`, "--size", "64M");
+  for (const image of ["t1", "t2", "t3", "t4"]) rbdCli("create", `rbd/${image}`, "--size", "64M");
 }, CLUSTER_START_MS);
 
 afterAll(async () => {
@@ -134,6 +134,44 @@ describe("rbd backstore on a live cluster", () => {
     expect(missing.stderr.toString()).toContain('image "nothere" in pool "rbd": ENOENT');
   }, 60_000);
 
+  test("rbd resize on the cluster is noticed: CAPACITY DATA HAS CHANGED, then READ CAPACITY gives the new size", async () => {
+    const pool = new DataPlanePool({ ...DEFAULT_DATA_PLANE_SETTINGS, threads: 1 }, { info: () => {}, warn: () => {}, error: () => {} });
+    try {
+      const device = await SimWorkerDevice.attach(pool, { configPath: `rbd/rbd/t4;conf=${cluster.confPath}`, sizeBytes: SIZE_BYTES, sim: { dataBlockCount: 256 } });
+      try {
+        const lastLba = async () => {
+          const reply = await device.submit(cdbs.readCapacity16(), { dataInBytes: 32 });
+          return reply.status === 0 ? Number(new DataView(reply.dataIn.buffer, reply.dataIn.byteOffset).getBigUint64(0)) : -1;
+        };
+        while ((await lastLba()) === -1); // the power-on unit attention
+        expect(await lastLba()).toBe(SIZE_BYTES / BLOCK_BYTES - 1);
+        rbdCli("resize", "rbd/t4", "--size", "128M");
+        let attention: number[] = [];
+        const deadline = Date.now() + 10_000;
+        while (Date.now() < deadline) {
+          const reply = await device.submit(cdbs.readCapacity16(), { dataInBytes: 32 });
+          if (reply.status === 2) {
+            attention = cdbs.senseTriple(reply.sense);
+            break;
+          }
+          await Bun.sleep(200);
+        }
+        expect(attention).toEqual([0x06, 0x2a, 0x09]);
+        expect(await lastLba()).toBe((2 * SIZE_BYTES) / BLOCK_BYTES - 1);
+      } finally {
+        await device.detach();
+      }
+    } finally {
+      pool.stop();
+    }
+  }, 60_000);
+
+  test("an image that is not there, a pool that is not there and a dev_size above the image are refused, naming them", async () => {
+    await expect(open("rbd/rbd/missing")).rejects.toThrow('image "missing" in pool "rbd": ENOENT');
+    await expect(open("rbd/nopool/t1")).rejects.toThrow('pool "nopool": ENOENT');
+    await expect(open("rbd/rbd/t2", 2 * SIZE_BYTES)).rejects.toThrow(BackstoreOpenError);
+    await expect(open("rbd/rbd/t2", 2 * SIZE_BYTES)).rejects.toThrow("smaller than dev_size");
+  }, 60_000);
   test("an OSD that stops answering fails commands with NOT READY (retryable) after osd_op_timeout, not a hang; they work again after", async () => {
     const backstore = await open("rbd/rbd/t3;osd_op_timeout=2");
     const device = new SimDevice({ backstore, sizeBytes: SIZE_BYTES, blockSizeBytes: BLOCK_BYTES, scsi: { writeCacheEnabled: true, maxTransferBlocks: 2048 } });
@@ -148,16 +186,14 @@ describe("rbd backstore on a live cluster", () => {
     }
     expect(completion.status).toBe(2);
     expect(cdbs.senseTriple(completion.sense)).toEqual([0x02, 0x04, 0x01]);
+    // As an initiator does with NOT READY: retry until the cluster answers again.
     const data = cdbs.patternBytes(4096, 78);
-    expect((await device.submit(cdbs.write10(64, 8), { dataOut: data })).status).toBe(0);
+    const deadline = Date.now() + 60_000;
+    let status = -1;
+    while (status !== 0 && Date.now() < deadline) status = (await device.submit(cdbs.write10(64, 8), { dataOut: data })).status;
+    expect(status).toBe(0);
     const read = await device.submit(cdbs.read10(64, 8), { dataInBytes: 4096 });
     expect(Buffer.from(read.dataIn).equals(Buffer.from(data))).toBe(true);
-  }, 90_000);
+  }, 120_000);
 
-  test("an image that is not there, a pool that is not there and a dev_size above the image are refused, naming them", async () => {
-    await expect(open("rbd/rbd/missing")).rejects.toThrow('image "missing" in pool "rbd": ENOENT');
-    await expect(open("rbd/nopool/t1")).rejects.toThrow('pool "nopool": ENOENT');
-    await expect(open("rbd/rbd/t2", 2 * SIZE_BYTES)).rejects.toThrow(BackstoreOpenError);
-    await expect(open("rbd/rbd/t2", 2 * SIZE_BYTES)).rejects.toThrow("smaller than dev_size");
-  }, 60_000);
 });

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# A throwaway single-node Ceph cluster for tests: one mon, one OSD on memstore (RAM, 1 GiB) and
+# A throwaway single-node Ceph cluster for tests: one mon, one OSD on memstore (in RAM) and
 # the pool "rbd", on 127.0.0.1 only. Everything it makes (config, keyrings, mon store, logs,
 # admin sockets, pid files) lies under DIR; it needs no /etc/ceph, /var/lib/ceph or systemd, and
-# two clusters in different DIRs run side by side (own fsid, own mon ports). No ceph-mgr: rbd
-# create/resize/snap/du/import/bench and librbd I/O do not need one (see the notes at the end).
+# two clusters in different DIRs run side by side (own fsid, own mon ports).
 #
 # Usage: scripts/ceph/test-cluster.sh start DIR [--lifetime SECONDS]
 #          builds and starts the cluster, waits (at most 120 s) until the OSD is up and in and the
@@ -16,6 +15,12 @@
 # Clients: rbd -c DIR/ceph.conf ls; librbd: rados_create(id "admin") + rados_conf_read_file
 #          (DIR/ceph.conf): the admin keyring (DIR/keyring) is named in the config.
 # Needs:   ceph-mon ceph-osd ceph-common (Debian 12: 16.2.15), uuid-runtime (uuidgen).
+# No mgr: librbd I/O and rbd create/info/resize/snap/du/diff/import/export/clone/trash/bench need
+# none, but the mgr's own commands hang (rbd perf, rbd trash purge schedule, rbd mirror snapshot
+# schedule) or show nothing (PG and usage figures in ceph -s, ceph df, rados df, ceph pg ...).
+# memstore keeps the data in the OSD's memory: its RSS grows by about twice the data stored. Its
+# 1 GiB is the size it reports (nearfull HEALTH_WARN past 85 %), not a hard cap on that memory.
+# Clones need the parent snapshot protected (the cluster allows clone v1 only, as Ceph's default).
 set -euo pipefail
 
 SCRIPT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)/$(basename "${BASH_SOURCE[0]}")
@@ -156,7 +161,9 @@ admin socket = $DIR/run/\$name.asok
 pid file = $DIR/run/\$name.pid
 log file = $DIR/log/\$name.log
 mon cluster log file = $DIR/log/cluster.log
-# A nearly full /tmp must not make the mon shut itself down (default: at 5 % free).
+# A fuller /tmp must neither warn (default: under 30 % free, HEALTH_WARN MON_DISK_LOW) nor make
+# the mon shut itself down (default: under 5 % free).
+mon data avail warn = 1
 mon data avail crit = 0
 # Commit map changes (osd new, boot, crush moves, pool create) in 0.1 s batches, not 1 s ones.
 paxos propose interval = 0.1

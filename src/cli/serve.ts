@@ -50,7 +50,7 @@ export const serveCommand = defineCommand({
     "data-plane-threads": { type: "string", description: "Worker threads serving the devices (default: one per CPU, at most one per device)" },
     "poll-us": { type: "string", description: "Busy-poll the rings this many µs before a worker blocks (default 0: off)" },
     "file-io": { type: "string", description: "File stores' I/O: auto, io_uring, threads or sync (default auto)" },
-    compat: { type: "string", description: "tcmu-runner: also serve its handlers' devices (subtypes file, qcow) from their config strings" },
+    compat: { type: "string", description: "tcmu-runner: also serve its handlers' devices (subtypes file, qcow, rbd) from their config strings" },
     "fault-injection": {
       type: "boolean",
       description: "Tests only: the metrics listener takes POST /fault-injection/<device>?kind=data-path|worker",

@@ -41,7 +41,7 @@ export const STOP_SCAN_WAIT_MS = 10_000;
 
 export interface ApplianceOptions {
   subtype: string;
-  /** serve --compat tcmu-runner: also claim tcmu-runner's handlers' subtypes (file, qcow). */
+  /** serve --compat tcmu-runner: also claim tcmu-runner's handlers' subtypes (file, qcow, rbd). */
   compat?: CompatMode;
   allowedRoots: string[];
   roots: SystemRoots;

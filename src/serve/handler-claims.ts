@@ -15,8 +15,9 @@ interface ForeignHandler {
 }
 
 /**
- * tcmu-runner's handlers (its file_example and qcow handlers take the config path as the image
- * path, nothing else). rbd joins once the rbd backstore exists.
+ * tcmu-runner's handlers: file_example and qcow take the config path as the image path, nothing
+ * else; rbd takes "<pool>/<image>[@snap][;osd_op_timeout=N][;conf=PATH][;id=CLIENT]", which our
+ * rbd grammar reads as it is.
  */
 const TCMU_RUNNER_HANDLERS: ReadonlyMap<string, ForeignHandler> = new Map([
   // file_example.c: the path after "file/"; a raw image file, read-write.
@@ -29,6 +30,8 @@ const TCMU_RUNNER_HANDLERS: ReadonlyMap<string, ForeignHandler> = new Map([
       difference: "tcmu-runner's qcow handler writes qcow/qcow2 images; here they are served read-only (writes get DATA PROTECT); raw images stay writable",
     },
   ],
+  // rbd.c: the pool/image string with its options.
+  ["rbd", { backstoreConfig: (configPath) => `rbd/${configPath}` }],
 ]);
 
 export class HandlerClaims {

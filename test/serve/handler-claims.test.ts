@@ -12,14 +12,15 @@ test("without --compat only our subtype is claimed and its config string is ours
 
 test("--compat tcmu-runner claims file and qcow and reads their config strings as tcmu-runner does", () => {
   const claims = new HandlerClaims("appliance", "tcmu-runner");
-  expect(claims.subtypes).toEqual(["appliance", "file", "qcow"]);
+  expect(claims.subtypes).toEqual(["appliance", "file", "qcow", "rbd"]);
   // targetcli's user:file writes dev_config=file//srv/f.img: the path after "file/".
   expect(parseDevConfig(claims.backstoreConfig("file", "/srv/f.img"))).toMatchObject({ kind: "file", path: "/srv/f.img", readOnly: false });
   // user:qcow: qcow, qcow2 or raw, decided by the content.
   expect(parseDevConfig(claims.backstoreConfig("qcow", "/srv/q.qcow2"))).toMatchObject({ kind: "detect", path: "/srv/q.qcow2" });
   expect(claims.difference("qcow")).toContain("read-only");
   expect(claims.difference("file")).toBeUndefined();
-  expect(claims.claims("rbd")).toBe(false);
+  // ceph-iscsi's user:rbd: dev_config=rbd/rbd/disk_1;osd_op_timeout=30
+  expect(parseDevConfig(claims.backstoreConfig("rbd", "rbd/disk_1;osd_op_timeout=30"))).toMatchObject({ kind: "rbd", pool: "rbd", image: "disk_1", osdOpTimeoutSeconds: 30 });
 });
 
 test("our own subtype may not be one compat claims for tcmu-runner", () => {

@@ -1,7 +1,7 @@
 // Which TCMU subtypes this serve claims, and how each one's config string becomes a backstore.
 // Normally one: ours (`appliance/<backstore>`). With `--compat tcmu-runner` also the subtypes
 // tcmu-runner's handlers use, with their config strings read as tcmu-runner reads them, so
-// devices that targetcli or ceph-iscsi made for tcmu-runner (user:file, user:qcow) are served
+// devices that targetcli or ceph-iscsi made for tcmu-runner (user:file, user:qcow, user:rbd) are served
 // unchanged after swapping the daemon.
 
 export const COMPAT_MODES = ["tcmu-runner"] as const;

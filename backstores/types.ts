@@ -24,6 +24,11 @@ export interface BackstoreCapabilities {
    * Absent: no preference.
    */
   readonly unmapGranularityBytes?: number;
+  /**
+   * The transfer size the store works in best (an RBD object): VPD B0 OPTIMAL TRANSFER LENGTH
+   * GRANULARITY. Absent: one physical block.
+   */
+  readonly optimalGranularityBytes?: number;
 }
 
 export interface LbaStatusExtent {

@@ -83,6 +83,7 @@ export class RbdBackstore implements Backstore {
       // FUA / WCE=0 writes are made durable with a flush (librbd's cache may hold them).
       volatileCache: true,
       unmapGranularityBytes: image.objectSizeBytes,
+      optimalGranularityBytes: image.objectSizeBytes,
     };
     for (let slot = RBD_REQUESTS_MAX - 1; slot >= 0; slot -= 1) this.#freeSlots.push(slot);
     this.#eventFd = libc.eventfd(0, 0);

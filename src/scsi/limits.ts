@@ -40,7 +40,13 @@ export function optimalTransferBlocks(device: LogicalUnit): number {
   return Math.min(maximum, device.config.optimalTransferBlocks ?? maximum);
 }
 
-/** OPTIMAL TRANSFER LENGTH GRANULARITY: one physical block. */
+/** The field is two bytes (SBC-3 6.5.3). */
+const GRANULARITY_FIELD_MAX = 0xffff;
+
+/** OPTIMAL TRANSFER LENGTH GRANULARITY: what the store prefers (an RBD object), else one physical block. */
 export function optimalGranularityBlocks(device: LogicalUnit): number {
-  return 2 ** (device.config.physicalBlockExponent ?? 0);
+  const physical = 2 ** (device.config.physicalBlockExponent ?? 0);
+  const storeBytes = device.backstore.capabilities.optimalGranularityBytes;
+  if (storeBytes === undefined) return physical;
+  return Math.min(GRANULARITY_FIELD_MAX, Math.max(physical, Math.floor(storeBytes / device.blockSizeBytes)));
 }

@@ -63,6 +63,15 @@ describe("rbd backstore on a live cluster", () => {
     expect(Buffer.from(bytes.subarray(2048 * 512, 2048 * 512 + data.length)).equals(Buffer.from(data))).toBe(true);
   }, 60_000);
 
+  test("VPD B0 gives the object size as optimal transfer and unmap granularity", async () => {
+    const device = await deviceOver("t2");
+    const reply = await device.submit(cdbs.inquiry(64, true, 0xb0), { dataInBytes: 64 });
+    const view = new DataView(reply.dataIn.buffer, reply.dataIn.byteOffset);
+    const objectBlocks = (4 * 1024 * 1024) / BLOCK_BYTES;
+    expect(view.getUint16(6)).toBe(objectBlocks);
+    expect(view.getUint32(28)).toBe(objectBlocks);
+  }, 60_000);
+
   test("many commands in flight complete out of order, none lost", async () => {
     const device = await deviceOver("t2");
     const writes = Array.from({ length: 64 }, (_, index) => {

@@ -9,7 +9,9 @@ import { DataPlanePool } from "../../src/data-plane/pool.ts";
 import { DEFAULT_DATA_PLANE_SETTINGS } from "../../src/data-plane/settings.ts";
 import { SimDevice } from "../../src/sim/sim-device.ts";
 import { SimWorkerDevice } from "../../src/sim/sim-worker-device.ts";
+import { DEFAULT_IDENTITY } from "../../src/scsi/device.ts";
 import * as cdbs from "../support/cdbs.ts";
+import { extendedCopyList } from "../scsi/helpers.ts";
 import { startCephCluster } from "../support/ceph-cluster.ts";
 
 const BLOCK_BYTES = 512;
@@ -21,7 +23,7 @@ const devices: SimDevice[] = [];
 
 beforeAll(async () => {
   cluster = await startCephCluster();
-  for (const image of ["t1", "t2", "t3", "t4"]) rbdCli("create", `rbd/${image}`, "--size", "64M");
+  for (const image of ["t1", "t2", "t3", "t4", "c1", "c2"]) rbdCli("create", `rbd/${image}`, "--size", "64M");
 }, CLUSTER_START_MS);
 
 afterAll(async () => {
@@ -70,6 +72,29 @@ describe("rbd backstore on a live cluster", () => {
     const objectBlocks = (4 * 1024 * 1024) / BLOCK_BYTES;
     expect(view.getUint16(6)).toBe(objectBlocks);
     expect(view.getUint32(28)).toBe(objectBlocks);
+  }, 60_000);
+
+  test("EXTENDED COPY from one rbd device to another copies the blocks through the cluster", async () => {
+    const unit = async (image: string) => {
+      const backstore = await open(`rbd/rbd/${image}`);
+      const device = new SimDevice({
+        backstore,
+        sizeBytes: SIZE_BYTES,
+        blockSizeBytes: BLOCK_BYTES,
+        scsi: { name: image, writeCacheEnabled: true, maxTransferBlocks: 2048, identity: { ...DEFAULT_IDENTITY, unitSerial: `rbd-${image}` } },
+      });
+      devices.push(device);
+      return device;
+    };
+    const [source, destination] = [await unit("c1"), await unit("c2")];
+    const data = cdbs.patternBytes(2048 * BLOCK_BYTES, 42);
+    expect((await source.submit(cdbs.write10(100, 2048), { dataOut: data })).status).toBe(0);
+    const naa = (device: SimDevice) => Uint8Array.from(Buffer.from(device.scsi.naaKey, "hex"));
+    const list = extendedCopyList([naa(source), naa(destination)], [{ source: 0, destination: 1, blocks: 2048, sourceLba: 100, destinationLba: 5000 }], BLOCK_BYTES);
+    const copy = await source.submit(Uint8Array.from([0x83, 0, 0, 0, 0, 0, 0, 0, 0, 0, (list.length >> 24) & 0xff, (list.length >> 16) & 0xff, (list.length >> 8) & 0xff, list.length & 0xff, 0, 0]), { dataOut: list });
+    expect(copy.status).toBe(0);
+    const read = await destination.submit(cdbs.read10(5000, 2048), { dataInBytes: data.length });
+    expect(Buffer.from(read.dataIn).equals(Buffer.from(data))).toBe(true);
   }, 60_000);
 
   test("many commands in flight complete out of order, none lost", async () => {

@@ -192,13 +192,9 @@ fi
 # --- tcmu-runner ---------------------------------------------------------------------------------
 if grep -qw runner <<<"$TARGETS"; then
 	if command -v tcmu-runner >/dev/null; then
-		mkdir -p "$VM_SCRATCH/runner-log"
 		truncate -s $SIZE "$IMAGES/runner.img"
-		tcmu-runner --handler-path /usr/lib/x86_64-linux-gnu/tcmu-runner -l "$VM_SCRATCH/runner-log" >"$VM_SCRATCH/runner.out" 2>&1 &
-		RUNNER_PID=$!
-		sleep 2
-		if ! _alive "$RUNNER_PID"; then
-			fail runner-start "tcmu-runner exited: $(tail -n 3 "$VM_SCRATCH/runner.out" | tr '\n' ' ')"
+		if ! start_tcmu_runner 2>"$VM_SCRATCH/runner-start.txt"; then
+			fail runner-start "$(cat "$VM_SCRATCH/runner-start.txt")"
 		elif create_user_device bench_runner "qcow/$IMAGES/runner.img" && user_backstore_uio bench_runner >/dev/null; then
 			sleep 1
 			with_export bench_runner runner
@@ -209,9 +205,7 @@ if grep -qw runner <<<"$TARGETS"; then
 		fi
 		# Removed while tcmu-runner still runs: it turned netlink replies on, and answers the removal.
 		remove_user_backstore bench_runner
-		kill -TERM "$RUNNER_PID" 2>/dev/null
-		wait "$RUNNER_PID" 2>/dev/null
-		RUNNER_PID=
+		stop_tcmu_runner
 		cp "$VM_SCRATCH/runner.out" "$OUT/runner.out" 2>/dev/null
 		cat "$VM_SCRATCH/runner-log/"* >"$OUT/runner.log" 2>/dev/null
 		rm -f "$IMAGES/runner.img"

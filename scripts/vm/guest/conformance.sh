@@ -17,7 +17,6 @@ mkdir -p "$IMAGES" "$RESULTS"
 ip link set lo up
 modprobe iscsi_target_mod 2>/dev/null
 
-RUNNER_PID=
 cleanup() {
 	for iqn in "$TARGET_CFG"/iscsi/iqn.2003-01.org.example.conformance:*; do
 		[ -d "$iqn" ] || continue
@@ -133,12 +132,8 @@ rm -f "$IMAGES/ours.img"
 
 # --- tcmu-runner: qcow handler over a raw file, kernel defaults ----------------------------------
 truncate -s $SIZE "$IMAGES/runner.img"
-mkdir -p "$VM_SCRATCH/runner-log"
-tcmu-runner --handler-path /usr/lib/x86_64-linux-gnu/tcmu-runner -l "$VM_SCRATCH/runner-log" >"$VM_SCRATCH/runner.out" 2>&1 &
-RUNNER_PID=$!
-sleep 2
-if ! _alive "$RUNNER_PID"; then
-	fail conformance-runner-ran "tcmu-runner exited: $(tail -n 3 "$VM_SCRATCH/runner.out" | tr '\n' ' ')"
+if ! start_tcmu_runner 2>"$VM_SCRATCH/runner-start.txt"; then
+	fail conformance-runner-ran "$(cat "$VM_SCRATCH/runner-start.txt")"
 elif create_user_backstore conf_runner $SIZE "qcow/$IMAGES/runner.img" && user_backstore_uio conf_runner >/dev/null; then
 	sleep 1
 	conform runner conf_runner 3262
@@ -147,9 +142,7 @@ else
 fi
 # Removed while tcmu-runner runs: it turned netlink replies on and answers the removal.
 remove_user_backstore conf_runner
-kill -TERM "$RUNNER_PID" 2>/dev/null
-wait "$RUNNER_PID" 2>/dev/null
-RUNNER_PID=
+stop_tcmu_runner
 rm -f "$IMAGES/runner.img"
 
 # --- the table, and the gate -----------------------------------------------------------------

@@ -15,7 +15,6 @@ IMAGES=$VM_SCRATCH/hard-edges
 mkdir -p "$IMAGES"
 ip link set lo up 2>/dev/null
 
-RUNNER_PID=
 cleanup() {
 	[ -n "${VM_OUT:-}" ] && cp "$APPLIANCE_LOG" "$VM_SCRATCH"/fio-kill-* "$VM_OUT/" 2>/dev/null
 	[ -n "$APPLIANCE_PID" ] && kill -KILL "$APPLIANCE_PID" 2>/dev/null
@@ -70,12 +69,8 @@ stop_appliance || diag "serve exited with status $?"
 
 # --- the same with tcmu-runner serving its own device in the same kernel ---------------------------
 truncate -s $((32 * MiB)) "$IMAGES/runner.img"
-mkdir -p "$VM_SCRATCH/runner-log"
-tcmu-runner --handler-path /usr/lib/x86_64-linux-gnu/tcmu-runner -l "$VM_SCRATCH/runner-log" >"$VM_SCRATCH/runner.out" 2>&1 &
-RUNNER_PID=$!
-sleep 2
 runner_disk=
-if _alive "$RUNNER_PID" && timeout 60 bash -c ". '$(dirname "${BASH_SOURCE[0]}")/lib.sh'; create_user_backstore rr $((32 * MiB)) 'qcow/$IMAGES/runner.img'" &&
+if start_tcmu_runner && timeout 60 bash -c ". '$(dirname "${BASH_SOURCE[0]}")/lib.sh'; create_user_backstore rr $((32 * MiB)) 'qcow/$IMAGES/runner.img'" &&
 	runner_disk=$(export_tcm_loop rr) && sg_inq "$runner_disk" 2>/dev/null | grep -qi "tcmu"; then
 	pass runner-device-up
 else
@@ -106,10 +101,7 @@ remove_all b
 stop_appliance || diag "serve exited with status $?"
 unexport_tcm_loop rr
 remove_user_backstore rr
-kill -TERM "$RUNNER_PID" 2>/dev/null
-_wait_until 30 eval '! _alive '"$RUNNER_PID" || kill -KILL "$RUNNER_PID"
-wait "$RUNNER_PID" 2>/dev/null
-RUNNER_PID=
+stop_tcmu_runner
 
 # --- kill -9 five times during fio randwrite+verify, RAM and file at once, three times -------------
 start_appliance --allow-root "$IMAGES" --metrics-listen off --log-level debug || { fail kill9-start "serve did not start"; finish; }

@@ -15,6 +15,7 @@
 #             teardown_target (removes every tcm_loop target and backstore)
 # Appliance:  start_appliance [SERVE_ARGS...] | stop_appliance [TIMEOUT_S] (returns its status)
 #             wait_for_log PATTERN [TIMEOUT_S] [FILE]
+# tcmu-runner: start_tcmu_runner (sets RUNNER_PID) | stop_tcmu_runner
 
 TARGET_CFG=${TARGET_CFG:-/sys/kernel/config/target}
 VM_SCRATCH=${VM_SCRATCH:-/tmp/vm-scratch}
@@ -301,4 +302,29 @@ wait_for_log() {
 	_wait_until "$timeout" grep -qE -- "$pat" "$file" 2>/dev/null && return 0
 	echo "wait_for_log: no /$pat/ in $file after ${timeout}s" >&2
 	return 1
+}
+
+# --- tcmu-runner: the peer some scripts compare with, or run beside ---------------------------
+RUNNER_PID=
+# start_tcmu_runner: Debian's tcmu-runner in the background (logs in $VM_SCRATCH/runner-log,
+# output in $VM_SCRATCH/runner.out); sets RUNNER_PID. Fails, with the output's tail on stderr,
+# if it exits within 2 s. Call it from the script's own shell, not in $(...).
+start_tcmu_runner() {
+	mkdir -p "$VM_SCRATCH/runner-log"
+	tcmu-runner --handler-path /usr/lib/x86_64-linux-gnu/tcmu-runner -l "$VM_SCRATCH/runner-log" >"$VM_SCRATCH/runner.out" 2>&1 &
+	RUNNER_PID=$!
+	sleep 2
+	_alive "$RUNNER_PID" && return 0
+	echo "tcmu-runner exited: $(tail -n 3 "$VM_SCRATCH/runner.out" | tr '\n' ' ')" >&2
+	RUNNER_PID=
+	return 1
+}
+
+# stop_tcmu_runner: SIGTERM, SIGKILL after 30 s.
+stop_tcmu_runner() {
+	[ -n "$RUNNER_PID" ] || return 0
+	kill -TERM "$RUNNER_PID" 2>/dev/null
+	_wait_until 30 eval '! _alive '"$RUNNER_PID" || kill -KILL "$RUNNER_PID" 2>/dev/null
+	wait "$RUNNER_PID" 2>/dev/null
+	RUNNER_PID=
 }

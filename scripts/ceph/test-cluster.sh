@@ -101,9 +101,8 @@ cmd_stop() {
 	# watchdog itself runs this stop (it execs it), it is $$ and is spared.
 	local wpid
 	wpid=$(cat "$DIR/run/watchdog.pid" 2>/dev/null || true)
-	if [ -n "$wpid" ] && [ "$wpid" != $$ ]; then
-		kill -TERM -- "-$wpid" 2>/dev/null || true
-	fi
+	[ "$wpid" != $$ ] || wpid=
+	[ -z "$wpid" ] || kill -TERM -- "-$wpid" 2>/dev/null || true
 	# The store is thrown away, so no clean shutdown: SIGKILL (a memstore OSD would otherwise
 	# spend its shutdown writing every object into DIR).
 	pids=$(cluster_pids | sort -u)
@@ -112,7 +111,7 @@ cmd_stop() {
 	done
 	for _ in $(seq 100); do
 		local alive=0
-		for pid in $pids; do
+		for pid in $pids $wpid; do
 			running "$pid" && alive=1
 		done
 		[ $alive = 0 ] && break

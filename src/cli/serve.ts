@@ -5,6 +5,7 @@
 import { defineCommand } from "citty";
 import { z } from "zod";
 import { ConfigError, DEFAULT_CONFIG_PATH, emptyConfig, loadConfigFile, type ApplianceConfig } from "../appliance-config/load.ts";
+import { ConfigfsError } from "../configfs/io.ts";
 import { ThreadConfigfsIo } from "../configfs/thread-io.ts";
 import { SYSTEM_KERNEL_SETUP } from "../configfs/kernel-setup.ts";
 import { DEFAULT_RUN_DIR } from "../configfs/state.ts";
@@ -150,6 +151,12 @@ async function runAppliance(appliance: Appliance): Promise<void> {
     if (error instanceof ConfigError) {
       for (const problem of error.problems) log.error(problem);
       process.exit(2);
+    }
+    // The kernel side is missing or refused (no target modules, configfs not writable): the
+    // message says what and how to fix it; a stack would only bury it.
+    if (error instanceof ConfigfsError) {
+      log.error(`cannot start: ${error.message}`);
+      process.exit(1);
     }
     throw error;
   }

@@ -180,6 +180,9 @@ pid file = $DIR/run/\$name.pid
 log file = $DIR/log/\$name.log
 osd objectstore = memstore
 memstore device bytes = $MEMSTORE_BYTES
+# The OSD's CRUSH host is named here rather than taken from the hostname, which may be unset
+# (a VM's "(none)") and is then refused as a bucket name (update_crush_location: EINVAL).
+crush location = root=default host=ceph-test
 EOF
 	mv "$DIR/ceph.conf.tmp" "$DIR/ceph.conf"
 }

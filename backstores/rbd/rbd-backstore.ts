@@ -9,12 +9,16 @@ import { watchReadable, type ReadableWatch } from "../../src/data-plane/readable
 import { EAGAIN, ENOTCONN, errnoName, ESHUTDOWN, ETIMEDOUT } from "../../src/libc/errno.ts";
 import * as libc from "../../src/libc/libc.ts";
 import type { DataSegments } from "../../src/ring/data-segments.ts";
+import { SLOT_COUNT_DEFAULT } from "../../src/ring/engine.ts";
 import { BackstoreError, type Backstore, type BackstoreCapabilities, type LbaStatusExtent } from "../types.ts";
 import { EVENT_TYPE_EVENTFD, librbd, type Librbd } from "./librbd-binding.ts";
 import type { RbdImage } from "./rbd-image.ts";
 
-/** Requests in flight per image (the ring's queue depth is 128 by default). */
-export const RBD_REQUESTS_MAX = 256;
+/**
+ * Requests in flight per image, of every kind: each ring slot holds at most one at a time (a
+ * durable write flushes after its write), and EXTENDED COPY chunks from other workers come on top.
+ */
+export const RBD_REQUESTS_MAX = 2 * SLOT_COUNT_DEFAULT;
 /** Completions reaped per rbd_poll_io_events call. */
 const POLL_BATCH = 64;
 const EVENTFD_READ_BYTES = 8;
@@ -38,12 +42,6 @@ function ioError(kind: "read" | "write", offsetBytes: number, result: number, wh
   return new BackstoreError(UNAVAILABLE_ERRNOS.has(errno) ? "unavailable" : kind, offsetBytes, `rbd ${what}: ${errnoName(errno)}`);
 }
 
-interface Pending {
-  settle: Settle;
-  /** The arena slot holding this request's iovecs; -1 when none. */
-  slot: number;
-}
-
 export class RbdBackstore implements Backstore {
   readonly kind = "rbd";
   readonly description: string;
@@ -56,12 +54,14 @@ export class RbdBackstore implements Backstore {
   readonly #sizeTimerFd: number;
   readonly #sizeWatch: ReadableWatch;
   onGrow?: (sizeBytes: number) => void;
+  /**
+   * One slot per request in flight, whatever its kind: it holds the request's iovecs (reads and
+   * writes) and who waits for it. The completion's cb_arg is slot + 1 (never NULL).
+   */
   readonly #arena = new IovecArena(RBD_REQUESTS_MAX);
+  readonly #settles: (Settle | undefined)[] = new Array<Settle | undefined>(RBD_REQUESTS_MAX).fill(undefined);
   readonly #freeSlots: number[] = [];
-  /** Request token (the completion's cb_arg) → who waits for it. Tokens are slot-like: reused. */
-  readonly #pending = new Map<number, Pending>();
-  readonly #freeTokens: number[] = [];
-  #nextToken = 1;
+  #inFlight = 0;
   /** Space for rbd_aio_create_completion's out-parameter and poll results. */
   readonly #completionOut = new BigUint64Array(1);
   readonly #polled = new BigUint64Array(POLL_BATCH);
@@ -118,10 +118,6 @@ export class RbdBackstore implements Backstore {
     return this.#sizeBytes;
   }
 
-  get objectSizeBytes(): number {
-    return this.#image.objectSizeBytes;
-  }
-
   read(offsetBytes: number, lengthBytes: number, target: DataSegments, targetStartBytes: number): Promise<void> {
     return this.#vectored(false, offsetBytes, lengthBytes, target, targetStartBytes);
   }
@@ -132,17 +128,19 @@ export class RbdBackstore implements Backstore {
   }
 
   flush(): Promise<void> {
-    return this.#submit("flush", 0, (completion) => this.#lib.rbd.rbd_aio_flush(this.#image.handle, completion));
+    return this.#request("write", 0, "flush at 0", (_slot, completion) => this.#lib.rbd.rbd_aio_flush(this.#image.handle, completion));
   }
 
   unmap(offsetBytes: number, lengthBytes: number): Promise<void> {
     this.#checkWritable(offsetBytes);
-    return this.#submit("write", offsetBytes, (completion) => this.#lib.rbd.rbd_aio_discard(this.#image.handle, offsetBytes, lengthBytes, completion));
+    return this.#request("write", offsetBytes, `write at ${offsetBytes}`, (_slot, completion) =>
+      this.#lib.rbd.rbd_aio_discard(this.#image.handle, offsetBytes, lengthBytes, completion),
+    );
   }
 
   writeZeroes(offsetBytes: number, lengthBytes: number, _deallocate: boolean, durable: boolean): Promise<void> {
     this.#checkWritable(offsetBytes);
-    const zeroed = this.#submit("write", offsetBytes, (completion) =>
+    const zeroed = this.#request("write", offsetBytes, `write at ${offsetBytes}`, (_slot, completion) =>
       this.#lib.rbd.rbd_aio_write_zeroes(this.#image.handle, offsetBytes, lengthBytes, completion, NO_FLAGS, NO_FLAGS),
     );
     return durable ? zeroed.then(() => this.flush()) : zeroed;
@@ -155,7 +153,7 @@ export class RbdBackstore implements Backstore {
   async close(): Promise<void> {
     if (this.#closed) return;
     // Nothing may complete into freed state: librbd finishes what is in flight on close.
-    while (this.#pending.size > 0) {
+    while (this.#inFlight > 0) {
       await Bun.sleep(1);
       this.#reap();
     }
@@ -174,65 +172,63 @@ export class RbdBackstore implements Backstore {
 
   #vectored(write: boolean, offsetBytes: number, lengthBytes: number, segments: DataSegments, startBytes: number): Promise<void> {
     if (write) this.#checkWritable(offsetBytes);
-    const slot = this.#freeSlots.pop();
-    if (slot === undefined) return Promise.reject(new Error(`more than ${RBD_REQUESTS_MAX} rbd requests in flight`));
-    const count = this.#arena.load(slot, segments, startBytes, lengthBytes);
-    if (count < 0) {
-      this.#freeSlots.push(slot);
-      return Promise.reject(new BackstoreError(write ? "write" : "read", offsetBytes, `a transfer of more than ${this.#arena.iovecsPerSlot} segments`));
-    }
-    const iovecs = this.#arena.addressOf(slot) as Pointer;
-    const image = this.#image.handle;
+    const kind = write ? "write" : "read";
     const rbd = this.#lib.rbd;
-    return new Promise<void>((resolve, reject) => {
-      const token = this.#take((result) => {
-        if (result >= 0) resolve();
-        else reject(ioError(write ? "write" : "read", offsetBytes, result, `${write ? "write" : "read"} of ${lengthBytes} bytes at ${offsetBytes}`));
-      }, slot);
-      const completion = this.#completion(token);
-      const status = write ? rbd.rbd_aio_writev(image, iovecs, count, offsetBytes, completion) : rbd.rbd_aio_readv(image, iovecs, count, offsetBytes, completion);
-      if (status < 0) this.#failSubmit(token, completion, status);
+    const image = this.#image.handle;
+    return this.#request(kind, offsetBytes, `${kind} of ${lengthBytes} bytes at ${offsetBytes}`, (slot, completion) => {
+      const count = this.#arena.load(slot, segments, startBytes, lengthBytes);
+      if (count < 0) throw new BackstoreError(kind, offsetBytes, `a transfer of more than ${this.#arena.iovecsPerSlot} segments`);
+      const iovecs = this.#arena.addressOf(slot) as Pointer;
+      return write ? rbd.rbd_aio_writev(image, iovecs, count, offsetBytes, completion) : rbd.rbd_aio_readv(image, iovecs, count, offsetBytes, completion);
     });
   }
 
-  #submit(kind: "write" | "flush", offsetBytes: number, start: (completion: Pointer) => number): Promise<void> {
+  /**
+   * One librbd call in a free slot: `start` submits it with a completion that names the slot and
+   * returns librbd's status; the completion (or a refused submit) settles the promise.
+   */
+  #request(kind: "read" | "write", offsetBytes: number, what: string, start: (slot: number, completion: Pointer) => number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const token = this.#take((result) => {
-        if (result >= 0) resolve();
-        else reject(ioError("write", offsetBytes, result, `${kind} at ${offsetBytes}`));
-      }, -1);
-      const completion = this.#completion(token);
-      const status = start(completion);
-      if (status < 0) this.#failSubmit(token, completion, status);
+      if (this.#closed) throw new Error(`${this.description} is closed`);
+      const slot = this.#freeSlots.pop();
+      if (slot === undefined) throw new Error(`more than ${RBD_REQUESTS_MAX} rbd requests in flight`);
+      this.#settles[slot] = (result) => (result >= 0 ? resolve() : reject(ioError(kind, offsetBytes, result, what)));
+      this.#inFlight += 1;
+      let completion: Pointer | undefined;
+      let status: number;
+      try {
+        completion = this.#completion(slot);
+        status = start(slot, completion);
+      } catch (error) {
+        if (completion !== undefined) this.#lib.rbd.rbd_aio_release(completion);
+        this.#free(slot);
+        throw error;
+      }
+      if (status < 0) {
+        this.#lib.rbd.rbd_aio_release(completion);
+        this.#finish(slot, status);
+      }
     });
   }
 
-  #take(settle: Settle, slot: number): number {
-    if (this.#closed) throw new Error(`${this.description} is closed`);
-    const token = this.#freeTokens.pop() ?? this.#nextToken++;
-    this.#pending.set(token, { settle, slot });
-    return token;
-  }
-
-  /** A completion whose cb_arg is `token` and no callback: librbd queues it for rbd_poll_io_events. */
-  #completion(token: number): Pointer {
-    const status = this.#lib.rbd.rbd_aio_create_completion(token as unknown as Pointer, null, ptr(this.#completionOut));
+  /** A completion whose cb_arg names `slot` and no callback: librbd queues it for rbd_poll_io_events. */
+  #completion(slot: number): Pointer {
+    const status = this.#lib.rbd.rbd_aio_create_completion((slot + 1) as unknown as Pointer, null, ptr(this.#completionOut));
     if (status < 0) throw new Error(`rbd_aio_create_completion: ${errnoName(-status)}`);
     return Number(this.#completionOut[0]!) as Pointer;
   }
 
-  #failSubmit(token: number, completion: Pointer, status: number): void {
-    this.#lib.rbd.rbd_aio_release(completion);
-    this.#finish(token, status);
+  #free(slot: number): void {
+    this.#settles[slot] = undefined;
+    this.#freeSlots.push(slot);
+    this.#inFlight -= 1;
   }
 
-  #finish(token: number, result: number): void {
-    const pending = this.#pending.get(token);
-    if (pending === undefined) throw new Error(`rbd completion for unknown request ${token}`);
-    this.#pending.delete(token);
-    this.#freeTokens.push(token);
-    if (pending.slot >= 0) this.#freeSlots.push(pending.slot);
-    pending.settle(result);
+  #finish(slot: number, result: number): void {
+    const settle = this.#settles[slot];
+    if (settle === undefined) throw new Error(`rbd completion for slot ${slot}, which has no request`);
+    this.#free(slot);
+    settle(result);
   }
 
   /** Every completion the image has queued, each settled once and released. */
@@ -243,10 +239,10 @@ export class RbdBackstore implements Backstore {
       if (count <= 0) return;
       for (let index = 0; index < count; index += 1) {
         const completion = Number(this.#polled[index]!) as Pointer;
-        const token = Number(rbd.rbd_aio_get_arg(completion));
+        const slot = Number(rbd.rbd_aio_get_arg(completion)) - 1;
         const result = Number(rbd.rbd_aio_get_return_value(completion));
         rbd.rbd_aio_release(completion);
-        this.#finish(token, result);
+        this.#finish(slot, result);
       }
       if (count < POLL_BATCH) return;
     }

@@ -247,7 +247,8 @@ export class DeviceSet {
     if (this.stopping) return;
     const { roots, claims } = this.options;
     const unattached = (uio: string) => !this.#devices.has(uio) && !this.#attaching.has(uio);
-    for (const info of await discoverDevicesAsync((subtype) => claims.claims(subtype), roots, this.options.io, unattached)) {
+    const unreadable = (uio: string, error: unknown) => this.options.log.warn(`${uio}: not attached this scan: ${messageOf(error)}`);
+    for (const info of await discoverDevicesAsync((subtype) => claims.claims(subtype), roots, this.options.io, unattached, unreadable)) {
       if (!this.#devices.has(info.uio)) await this.attach(info);
     }
     if (this.replier?.repliesOn === true) await this.answerPendingAdded(options.immediate === true);

@@ -38,19 +38,28 @@ export function listTcmuUios(roots: SystemRoots): UioEntry[] {
   return entries;
 }
 
-/** Devices of a subtype `claimed` for which `wanted(uio)` holds, described (configfs read off the loop). */
+/**
+ * Devices of a subtype `claimed` for which `wanted(uio)` holds, described (configfs read off the
+ * loop). One whose attributes cannot be read is passed over, told to `onUnreadable`, so the others
+ * are still found; the next scan tries it again.
+ */
 export async function discoverDevicesAsync(
   claimed: (subtype: string) => boolean,
   roots: SystemRoots,
   io: ConfigfsIo,
   wanted: (uio: string) => boolean,
+  onUnreadable: (uio: string, error: unknown) => void = () => {},
 ): Promise<TcmuDeviceInfo[]> {
   const devices: TcmuDeviceInfo[] = [];
   for (const entry of listTcmuUios(roots)) {
     const parsed = parseUioName(entry.name);
     if (parsed === undefined || !claimed(parsed.subtype) || !wanted(entry.uio)) continue;
-    const device = await describeDeviceAsync(entry.uio, parsed, roots, io);
-    if (device !== undefined) devices.push(device);
+    try {
+      const device = await describeDeviceAsync(entry.uio, parsed, roots, io);
+      if (device !== undefined) devices.push(device);
+    } catch (error) {
+      onUnreadable(entry.uio, error);
+    }
   }
   return devices;
 }

@@ -110,3 +110,19 @@ test("discoverDevicesAsync() describes only claimed subtypes' devices the caller
   const gone = await describeDeviceAsync("uio1", { hbaId: 1, deviceName: "waiting", subtype: "appliance", configPath: "" }, roots, CONFIGFS_IO);
   expect(gone).toBeUndefined();
 });
+
+test("a device whose attributes cannot be read is named and passed over by a scan, not described with defaults", async () => {
+  const roots = fakeTree("unreadable");
+  const devSize = join(roots.configfs, "target", "core", "user_1", "waiting", "attrib", "dev_size");
+  rmSync(devSize);
+  mkdirSync(devSize); // reading it fails with EISDIR: neither a value nor "gone"
+  const unreadable: string[] = [];
+  const found = await discoverDevicesAsync((subtype) => subtype === "appliance", roots, CONFIGFS_IO, (uio) => uio !== "uio0", (uio, error) =>
+    unreadable.push(`${uio} ${String(error)}`),
+  );
+  expect(found).toEqual([]);
+  expect(unreadable).toHaveLength(1);
+  expect(unreadable[0]).toContain("uio1");
+  expect(unreadable[0]).toContain("dev_size");
+  expect(unreadable[0]).toContain("EISDIR");
+});

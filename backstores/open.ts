@@ -74,7 +74,7 @@ async function openRbd(config: RbdDevConfig, context: BackstoreContext): Promise
     if (image.objectSizeBytes % context.blockSizeBytes !== 0) {
       throw new BackstoreOpenError(`${image.description}: object size ${image.objectSizeBytes} is not a multiple of the ${context.blockSizeBytes}-byte block`);
     }
-    return new RbdBackstore(image);
+    return new RbdBackstore(image, context.blockSizeBytes);
   } catch (error) {
     image.close();
     throw error;

@@ -29,6 +29,12 @@ export interface BackstoreCapabilities {
    * GRANULARITY. Absent: one physical block.
    */
   readonly optimalGranularityBytes?: number;
+  /**
+   * compareAndWrite() compares and writes atomically on the medium itself (an RBD image that
+   * other gateways serve too), for ranges inside one aligned piece of this many bytes. Absent:
+   * COMPARE AND WRITE is atomic within this appliance only (its LBA lock).
+   */
+  readonly atomicCompareAndWriteBytes?: number;
 }
 
 export interface LbaStatusExtent {
@@ -57,6 +63,12 @@ export interface Backstore {
   /** Writes zeros over the range; `deallocate` permits doing it by deallocating. */
   writeZeroes(offsetBytes: number, lengthBytes: number, deallocate: boolean, durable: boolean): IoResult;
   lbaStatus(offsetBytes: number): LbaStatusExtent | Promise<LbaStatusExtent>;
+  /**
+   * With capabilities.atomicCompareAndWriteBytes: writes `write` at `offsetBytes` only if the
+   * medium there equals `compare`, in one operation of the medium. Returns -1 when written, else
+   * the offset of the first byte of `compare` that differs.
+   */
+  compareAndWrite?(offsetBytes: number, compare: Uint8Array, write: Uint8Array, durable: boolean): number | Promise<number>;
   /** Releases descriptors and mappings; the data stays (a restarted handler reattaches). */
   close(): void | Promise<void>;
   /**
@@ -70,6 +82,12 @@ export interface Backstore {
    * through reconfiguration never call it.
    */
   onGrow?: (sizeBytes: number) => void;
+  /**
+   * Set by the unit's owner: the medium went out of reach (false: a cluster stopped answering,
+   * the client was blocklisted) or serves again (true). Called once per change, for the log and
+   * the outage counter; commands meanwhile fail with "unavailable" (NOT READY).
+   */
+  onHealth?: (available: boolean, reason: string) => void;
   /** Things worth an administrator's attention found at open (served as asked, but differently). */
   readonly warnings?: readonly string[];
 }

@@ -4,7 +4,7 @@
 // rbd_completion_t) are opaque pointers; out-parameters are 8-byte buffers.
 import { dlopen, FFIType } from "bun:ffi";
 
-const { i32, u64, i64, ptr, void: none } = FFIType;
+const { i32, u8, u64, i64, ptr, void: none } = FFIType;
 
 function openLibraries() {
   const rados = dlopen("librados.so.2", {
@@ -37,6 +37,11 @@ function openLibraries() {
     rbd_aio_flush: { args: [ptr, ptr], returns: i32 },
     rbd_aio_discard: { args: [ptr, u64, u64, ptr], returns: i32 },
     rbd_aio_write_zeroes: { args: [ptr, u64, u64, ptr, i32, i32], returns: i32 },
+    // image, offset, length, cmp_buf, buf, completion, mismatch_off (u64 *), op_flags.
+    rbd_aio_compare_and_write: { args: [ptr, u64, u64, ptr, ptr, ptr, ptr, i32], returns: i32 },
+    rbd_aio_is_complete: { args: [ptr], returns: i32 },
+    // image, fromsnapname, offset, length, include_parent, whole_object, callback, arg.
+    rbd_diff_iterate2: { args: [ptr, ptr, u64, u64, u8, u8, ptr, ptr], returns: i32 },
   });
   return { rados: rados.symbols, rbd: rbd.symbols };
 }

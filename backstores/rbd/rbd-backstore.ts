@@ -1,46 +1,27 @@
 // A Ceph RBD image through librbd. Every operation is asynchronous and zero-copy: reads and
 // writes hand librbd the iovecs of the mapped data area (rbd_aio_readv/writev), many in flight
-// at once, completing in any order. librbd never calls into JavaScript: completions are queued
-// by the image (rbd_set_image_notification on an eventfd), the data-plane worker's epoll sees
-// the eventfd beside its devices (readable-watch.ts), and rbd_poll_io_events reaps them.
+// at once, completing in any order (rbd-requests.ts). COMPARE AND WRITE is done by the OSD
+// (rbd_aio_compare_and_write), so it is atomic across every gateway serving the image. A client
+// the cluster blocklisted (another gateway broke its lock) is reconnected by the store itself.
 import { ptr, type Pointer } from "bun:ffi";
 import { IovecArena } from "../file/iovec-arena.ts";
-import { watchReadable, type ReadableWatch } from "../../src/data-plane/readable-watch.ts";
-import { EAGAIN, ENOTCONN, errnoName, ESHUTDOWN, ETIMEDOUT } from "../../src/libc/errno.ts";
-import * as libc from "../../src/libc/libc.ts";
-import type { DataSegments } from "../../src/ring/data-segments.ts";
-import { SLOT_COUNT_DEFAULT } from "../../src/ring/engine.ts";
+import { EILSEQ } from "../../src/libc/errno.ts";
+import { DataSegments } from "../../src/ring/data-segments.ts";
 import { BackstoreError, type Backstore, type BackstoreCapabilities, type LbaStatusExtent } from "../types.ts";
-import { EVENT_TYPE_EVENTFD, librbd, type Librbd } from "./librbd-binding.ts";
+import { librbd, type Librbd } from "./librbd-binding.ts";
+import { RbdAllocation } from "./rbd-allocation.ts";
+import { RbdConnection } from "./rbd-connection.ts";
+import { ioError } from "./rbd-errors.ts";
+import { RBD_REQUESTS_MAX, type StartRequest } from "./rbd-requests.ts";
 import type { RbdImage } from "./rbd-image.ts";
 
-/**
- * Requests in flight per image, of every kind: each ring slot holds at most one at a time (a
- * durable write flushes after its write), and EXTENDED COPY chunks from other workers come on top.
- */
-export const RBD_REQUESTS_MAX = 2 * SLOT_COUNT_DEFAULT;
-/** Completions reaped per rbd_poll_io_events call. */
-const POLL_BATCH = 64;
-const EVENTFD_READ_BYTES = 8;
-/** How often the image's size is looked at (librbd keeps it current from the header's watch). */
-export const RBD_SIZE_CHECK_MS = 2000;
-const TIMERFD_READ_BYTES = 8;
 /** librbd's write_zeroes flags and op flags: none. */
 const NO_FLAGS = 0;
-
-type Settle = (result: number) => void;
-
 /**
- * librados answers these when the cluster, not the data, is the problem (an OSD or monitor past
- * its timeout, a session gone, this client blocklisted after a failover): retryable, so NOT READY
- * rather than a MEDIUM ERROR that would fail the initiator's I/O.
+ * librbd 16 compares and writes atomically only within one 512-byte sector (a longer or
+ * straddling request is refused with EINVAL): MAXIMUM COMPARE AND WRITE LENGTH follows.
  */
-const UNAVAILABLE_ERRNOS: ReadonlySet<number> = new Set([ETIMEDOUT, ENOTCONN, ESHUTDOWN /* blocklisted */, EAGAIN]);
-
-function ioError(kind: "read" | "write", offsetBytes: number, result: number, what: string): BackstoreError {
-  const errno = -result;
-  return new BackstoreError(UNAVAILABLE_ERRNOS.has(errno) ? "unavailable" : kind, offsetBytes, `rbd ${what}: ${errnoName(errno)}`);
-}
+export const RBD_COMPARE_AND_WRITE_BYTES = 512;
 
 export class RbdBackstore implements Backstore {
   readonly kind = "rbd";
@@ -48,64 +29,51 @@ export class RbdBackstore implements Backstore {
   readonly capabilities: BackstoreCapabilities;
   readonly warnings: readonly string[];
   readonly #lib: Librbd;
-  readonly #image: RbdImage;
-  readonly #eventFd: number;
-  readonly #watch: ReadableWatch;
-  readonly #sizeTimerFd: number;
-  readonly #sizeWatch: ReadableWatch;
-  onGrow?: (sizeBytes: number) => void;
-  /**
-   * One slot per request in flight, whatever its kind: it holds the request's iovecs (reads and
-   * writes) and who waits for it. The completion's cb_arg is slot + 1 (never NULL).
-   */
+  readonly #connection: RbdConnection;
+  readonly #allocation: RbdAllocation;
+  /** Per request slot: its iovecs (reads and writes), alive until the completion is reaped. */
   readonly #arena = new IovecArena(RBD_REQUESTS_MAX);
-  readonly #settles: (Settle | undefined)[] = new Array<Settle | undefined>(RBD_REQUESTS_MAX).fill(undefined);
-  readonly #freeSlots: number[] = [];
-  #inFlight = 0;
-  /** Space for rbd_aio_create_completion's out-parameter and poll results. */
-  readonly #completionOut = new BigUint64Array(1);
-  readonly #polled = new BigUint64Array(POLL_BATCH);
-  #closed = false;
+  readonly #mismatchOut = new BigUint64Array(1);
+  onGrow?: (sizeBytes: number) => void;
+  onHealth?: (available: boolean, reason: string) => void;
   #sizeBytes: number;
 
-  constructor(image: RbdImage) {
+  constructor(image: RbdImage, blockSizeBytes: number) {
     this.#lib = librbd();
-    this.#image = image;
     this.#sizeBytes = image.sizeBytes;
     this.description = image.description;
-    this.warnings = image.warnings;
+    const warnings = [...image.warnings];
+    const clusterAtomic = blockSizeBytes <= RBD_COMPARE_AND_WRITE_BYTES;
+    if (!clusterAtomic) {
+      warnings.push(
+        `COMPARE AND WRITE on ${blockSizeBytes}-byte blocks is atomic only within this appliance: librbd compares and writes at most ${RBD_COMPARE_AND_WRITE_BYTES} bytes at once, so two gateways serving this image can both succeed on the same old data (use 512-byte blocks for ATS across gateways)`,
+      );
+    }
+    this.warnings = warnings;
     this.capabilities = {
       readOnly: image.readOnly,
       unmap: !image.readOnly,
       // A discarded range reads back as zeros (RBD objects are sparse; whole objects are removed).
       unmapReadsZeroes: true,
-      lbaStatus: false,
+      lbaStatus: true,
       // FUA / WCE=0 writes are made durable with a flush (librbd's cache may hold them).
       volatileCache: true,
       unmapGranularityBytes: image.objectSizeBytes,
       optimalGranularityBytes: image.objectSizeBytes,
+      ...(clusterAtomic ? { atomicCompareAndWriteBytes: RBD_COMPARE_AND_WRITE_BYTES } : {}),
     };
-    for (let slot = RBD_REQUESTS_MAX - 1; slot >= 0; slot -= 1) this.#freeSlots.push(slot);
-    this.#eventFd = libc.eventfd(0, 0);
-    const status = this.#lib.rbd.rbd_set_image_notification(image.handle, this.#eventFd, EVENT_TYPE_EVENTFD);
-    if (status < 0) {
-      libc.close(this.#eventFd);
-      throw new Error(`rbd_set_image_notification: ${errnoName(-status)}`);
-    }
-    this.#watch = watchReadable(this.#eventFd, EVENTFD_READ_BYTES, this.#reap, (reason) => {
-      if (!this.#closed) throw new Error(`rbd completion watch stopped: ${reason}`);
+    this.#connection = new RbdConnection(this.#lib, image, {
+      onPeriod: this.#checkSize,
+      onHealth: (available, reason) => this.onHealth?.(available, reason),
     });
-    // A resize on the cluster (rbd resize) reaches no configfs attribute: the store notices it.
-    this.#sizeTimerFd = libc.timerfdPeriodic(RBD_SIZE_CHECK_MS);
-    this.#sizeWatch = watchReadable(this.#sizeTimerFd, TIMERFD_READ_BYTES, this.#checkSize, () => {});
+    this.#allocation = new RbdAllocation(this.#lib);
   }
 
   /** The image grew: served larger from now on. A shrink is left to fail the I/O past the end. */
-  readonly #checkSize = (): void => {
-    if (this.#closed) return;
+  readonly #checkSize = (image: RbdImage): void => {
     let size: number;
     try {
-      size = this.#image.currentSizeBytes();
+      size = image.currentSizeBytes();
     } catch {
       return; // the cluster is out of reach (a refresh timed out): the next period asks again
     }
@@ -128,41 +96,71 @@ export class RbdBackstore implements Backstore {
   }
 
   flush(): Promise<void> {
-    return this.#request("write", 0, "flush at 0", (_slot, completion) => this.#lib.rbd.rbd_aio_flush(this.#image.handle, completion));
+    return this.#request("write", 0, "flush at 0", (image) => (_slot, completion) => this.#lib.rbd.rbd_aio_flush(image, completion)).then(() => {});
   }
 
   unmap(offsetBytes: number, lengthBytes: number): Promise<void> {
     this.#checkWritable(offsetBytes);
-    return this.#request("write", offsetBytes, `write at ${offsetBytes}`, (_slot, completion) =>
-      this.#lib.rbd.rbd_aio_discard(this.#image.handle, offsetBytes, lengthBytes, completion),
-    );
+    return this.#request("write", offsetBytes, `discard at ${offsetBytes}`, (image) => (_slot, completion) =>
+      this.#lib.rbd.rbd_aio_discard(image, offsetBytes, lengthBytes, completion),
+    ).then(() => {});
   }
 
   writeZeroes(offsetBytes: number, lengthBytes: number, _deallocate: boolean, durable: boolean): Promise<void> {
     this.#checkWritable(offsetBytes);
-    const zeroed = this.#request("write", offsetBytes, `write at ${offsetBytes}`, (_slot, completion) =>
-      this.#lib.rbd.rbd_aio_write_zeroes(this.#image.handle, offsetBytes, lengthBytes, completion, NO_FLAGS, NO_FLAGS),
+    const zeroed = this.#request("write", offsetBytes, `write zeroes at ${offsetBytes}`, (image) => (_slot, completion) =>
+      this.#lib.rbd.rbd_aio_write_zeroes(image, offsetBytes, lengthBytes, completion, NO_FLAGS, NO_FLAGS),
     );
-    return durable ? zeroed.then(() => this.flush()) : zeroed;
+    return durable ? zeroed.then(() => this.flush()) : zeroed.then(() => {});
   }
 
-  lbaStatus(offsetBytes: number): LbaStatusExtent {
-    return { mapped: true, lengthBytes: this.#sizeBytes - offsetBytes };
+  /**
+   * One OSD operation compares `compare` with the medium at `offsetBytes` and writes `write` only
+   * if they match. Returns -1 when written, else the offset of the first differing byte.
+   */
+  async compareAndWrite(offsetBytes: number, compare: Uint8Array, write: Uint8Array, durable: boolean): Promise<number> {
+    this.#checkWritable(offsetBytes);
+    const lengthBytes = compare.length;
+    if (lengthBytes !== write.length || (offsetBytes % RBD_COMPARE_AND_WRITE_BYTES) + lengthBytes > RBD_COMPARE_AND_WRITE_BYTES) {
+      throw new Error(`rbd compare-and-write of ${lengthBytes} bytes at ${offsetBytes}: not within one ${RBD_COMPARE_AND_WRITE_BYTES}-byte sector`);
+    }
+    const mismatch = this.#mismatchOut;
+    const result = await this.#request(
+      "write",
+      offsetBytes,
+      `compare and write at ${offsetBytes}`,
+      (image) => (_slot, completion) =>
+        this.#lib.rbd.rbd_aio_compare_and_write(image, offsetBytes, lengthBytes, ptr(compare), ptr(write), completion, ptr(mismatch), NO_FLAGS),
+      { polled: true, hold: [compare, write], miscompareIsResult: true },
+    );
+    if (result === -EILSEQ) return this.#firstDifference(offsetBytes, compare);
+    if (durable) await this.flush();
+    return -1;
+  }
+
+  /**
+   * librbd's mismatch offset is wrong past the image's first object (it adds the object's start
+   * to an offset already relative to the image): the medium is read back and compared instead.
+   */
+  async #firstDifference(offsetBytes: number, compare: Uint8Array): Promise<number> {
+    const medium = new Uint8Array(compare.length);
+    const segments = new DataSegments(medium, Number(ptr(medium)), 1);
+    segments.push(0, medium.length);
+    await this.read(offsetBytes, medium.length, segments, 0);
+    for (let index = 0; index < medium.length; index += 1) if (medium[index] !== compare[index]) return index;
+    // Another gateway wrote the compare data in between: the miscompare stands, at its first byte.
+    return 0;
+  }
+
+  lbaStatus(offsetBytes: number): Promise<LbaStatusExtent> {
+    const image = this.#connection.imageOrNull();
+    if (image === null) return Promise.reject(new BackstoreError("unavailable", offsetBytes, `${this.description} is reconnecting to the cluster`));
+    return this.#allocation.extentAt(image, offsetBytes, this.#sizeBytes);
   }
 
   async close(): Promise<void> {
-    if (this.#closed) return;
-    // Nothing may complete into freed state: librbd finishes what is in flight on close.
-    while (this.#inFlight > 0) {
-      await Bun.sleep(1);
-      this.#reap();
-    }
-    this.#closed = true;
-    await this.#sizeWatch.stop();
-    libc.close(this.#sizeTimerFd);
-    await this.#watch.stop();
-    this.#image.close();
-    libc.close(this.#eventFd);
+    await this.#connection.close();
+    this.#allocation.close();
     this.#arena.close();
   }
 
@@ -174,77 +172,38 @@ export class RbdBackstore implements Backstore {
     if (write) this.#checkWritable(offsetBytes);
     const kind = write ? "write" : "read";
     const rbd = this.#lib.rbd;
-    const image = this.#image.handle;
-    return this.#request(kind, offsetBytes, `${kind} of ${lengthBytes} bytes at ${offsetBytes}`, (slot, completion) => {
+    const request = this.#request(kind, offsetBytes, `${kind} of ${lengthBytes} bytes at ${offsetBytes}`, (image) => (slot, completion) => {
       const count = this.#arena.load(slot, segments, startBytes, lengthBytes);
       if (count < 0) throw new BackstoreError(kind, offsetBytes, `a transfer of more than ${this.#arena.iovecsPerSlot} segments`);
       const iovecs = this.#arena.addressOf(slot) as Pointer;
       return write ? rbd.rbd_aio_writev(image, iovecs, count, offsetBytes, completion) : rbd.rbd_aio_readv(image, iovecs, count, offsetBytes, completion);
     });
+    return request.then(() => {});
   }
 
   /**
-   * One librbd call in a free slot: `start` submits it with a completion that names the slot and
-   * returns librbd's status; the completion (or a refused submit) settles the promise.
+   * One librbd call on the connected image; resolves with librbd's result (≥ 0), rejects with the
+   * BackstoreError for a failure. `miscompareIsResult`: EILSEQ resolves (compare-and-write).
    */
-  #request(kind: "read" | "write", offsetBytes: number, what: string, start: (slot: number, completion: Pointer) => number): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      if (this.#closed) throw new Error(`${this.description} is closed`);
-      const slot = this.#freeSlots.pop();
-      if (slot === undefined) throw new Error(`more than ${RBD_REQUESTS_MAX} rbd requests in flight`);
-      this.#settles[slot] = (result) => (result >= 0 ? resolve() : reject(ioError(kind, offsetBytes, result, what)));
-      this.#inFlight += 1;
-      let completion: Pointer | undefined;
-      let status: number;
-      try {
-        completion = this.#completion(slot);
-        status = start(slot, completion);
-      } catch (error) {
-        if (completion !== undefined) this.#lib.rbd.rbd_aio_release(completion);
-        this.#free(slot);
-        throw error;
-      }
-      if (status < 0) {
-        this.#lib.rbd.rbd_aio_release(completion);
-        this.#finish(slot, status);
-      }
+  #request(
+    kind: "read" | "write",
+    offsetBytes: number,
+    what: string,
+    starter: (image: Pointer) => StartRequest,
+    options: { polled?: boolean; hold?: object; miscompareIsResult?: boolean } = {},
+  ): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      const requests = this.#connection.requestsOrNull();
+      if (requests === null) throw new BackstoreError("unavailable", offsetBytes, `${this.description} is reconnecting to the cluster`);
+      requests.submit(
+        starter(requests.image),
+        (result) => {
+          this.#connection.observe(result);
+          if (result >= 0 || (options.miscompareIsResult === true && result === -EILSEQ)) resolve(result);
+          else reject(ioError(kind, offsetBytes, result, what));
+        },
+        options,
+      );
     });
   }
-
-  /** A completion whose cb_arg names `slot` and no callback: librbd queues it for rbd_poll_io_events. */
-  #completion(slot: number): Pointer {
-    const status = this.#lib.rbd.rbd_aio_create_completion((slot + 1) as unknown as Pointer, null, ptr(this.#completionOut));
-    if (status < 0) throw new Error(`rbd_aio_create_completion: ${errnoName(-status)}`);
-    return Number(this.#completionOut[0]!) as Pointer;
-  }
-
-  #free(slot: number): void {
-    this.#settles[slot] = undefined;
-    this.#freeSlots.push(slot);
-    this.#inFlight -= 1;
-  }
-
-  #finish(slot: number, result: number): void {
-    const settle = this.#settles[slot];
-    if (settle === undefined) throw new Error(`rbd completion for slot ${slot}, which has no request`);
-    this.#free(slot);
-    settle(result);
-  }
-
-  /** Every completion the image has queued, each settled once and released. */
-  readonly #reap = (): void => {
-    const rbd = this.#lib.rbd;
-    for (;;) {
-      const count = rbd.rbd_poll_io_events(this.#image.handle, ptr(this.#polled), POLL_BATCH);
-      if (count <= 0) return;
-      for (let index = 0; index < count; index += 1) {
-        const completion = Number(this.#polled[index]!) as Pointer;
-        const slot = Number(rbd.rbd_aio_get_arg(completion)) - 1;
-        const result = Number(rbd.rbd_aio_get_return_value(completion));
-        rbd.rbd_aio_release(completion);
-        this.#finish(slot, result);
-      }
-      if (count < POLL_BATCH) return;
-    }
-  };
 }

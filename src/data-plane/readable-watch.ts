@@ -36,3 +36,20 @@ export function defer(task: () => void): void {
 export function installDefer(next: Defer): void {
   currentDefer = next;
 }
+
+/**
+ * Keeps the runtime's event loop turning (timers, thread-safe FFI callbacks) until the returned
+ * function is called: a data-plane worker otherwise sleeps in epoll_wait until a device or a
+ * watched descriptor wakes it. Elsewhere the event loop turns anyway.
+ */
+export type HoldRuntimeTurns = () => () => void;
+
+let currentHold: HoldRuntimeTurns = () => () => {};
+
+export function holdRuntimeTurns(): () => void {
+  return currentHold();
+}
+
+export function installRuntimeTurns(hold: HoldRuntimeTurns): void {
+  currentHold = hold;
+}

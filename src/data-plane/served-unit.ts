@@ -20,7 +20,7 @@ import type { AttachRequest, DeviceSpec, PeerIoRequest, StoreSummary } from "./p
 export type StoreOpener = (configPath: string, sizeBytes: number) => Promise<Backstore>;
 
 export interface UnitHooks {
-  logger: RingLogger;
+  logger: RingLogger & { info(message: string): void };
   /** Completions freed room while entries wait: the worker runs this unit's ring again. */
   onPendingWork: () => void;
   onWriteCacheChange: (enabled: boolean) => void;
@@ -70,7 +70,7 @@ export class ServedUnit {
     this.#maxTransferBlocks = maxTransferBlocksFor(dataAreaBytesOf(memory), request.spec.blockSizeBytes);
     this.#scsi = this.#buildScsi(backstore, sizeBytes, request.spec.writeCacheEnabled);
     this.#executor = new AccountingExecutor(this.#scsi, this.metrics);
-    this.#followGrowth(backstore);
+    this.#followStore(backstore);
     this.engine = new RingEngine({ memory, baseAddress: request.address }, this.#ringDoorbell, this.#executor, { logger: hooks.logger });
     this.engine.onPendingWork = hooks.onPendingWork;
     this.publishStats();
@@ -236,13 +236,25 @@ export class ServedUnit {
     previous.close();
     this.#scsi = next;
     this.#backstore = backstore;
-    this.#followGrowth(backstore);
+    this.#followStore(backstore);
     this.#configPath = configPath;
     next.resize(sizeBytes);
   }
 
-  /** A store that grew by itself (an rbd image resized on the cluster) is served at its new size. */
-  #followGrowth(backstore: Backstore): void {
+  /**
+   * A store that grew by itself (an rbd image resized on the cluster) is served at its new size;
+   * one whose medium went out of reach or came back is logged once per change and counted.
+   */
+  #followStore(backstore: Backstore): void {
+    backstore.onHealth = (available, reason) => {
+      if (this.#backstore !== backstore) return;
+      if (available) {
+        this.#hooks.logger.info(`${backstore.description} serves again: ${reason}`);
+        return;
+      }
+      this.metrics.storeOutages += 1;
+      this.#hooks.logger.warn(`${backstore.description} is out of reach: ${reason}`);
+    };
     backstore.onGrow = (sizeBytes) => {
       if (this.#backstore !== backstore || sizeBytes <= this.#scsi.sizeBytes) return;
       this.#hooks.logger.warn(`${this.spec.name}: ${backstore.description} grew to ${sizeBytes} bytes; serving it at that size (CAPACITY DATA HAS CHANGED)`);

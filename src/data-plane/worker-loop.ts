@@ -14,7 +14,7 @@ import { PROCESS_DEVICE_REGISTRY } from "../scsi/device-registry.ts";
 import { errorStatus, messageOf } from "../serve/errors.ts";
 import { PeerDirectory } from "./peer-units.ts";
 import { POSTED_INDEX, type AttachRequest, type ControlRequest, type FailureReport, type StoreSummary, type WorkerMessage, type WorkerStart } from "./protocol.ts";
-import { installDefer, installReadableWatch, type ReadableWatch } from "./readable-watch.ts";
+import { installDefer, installReadableWatch, installRuntimeTurns, type ReadableWatch } from "./readable-watch.ts";
 import { ServedUnit, type StoreOpener } from "./served-unit.ts";
 
 const EPOLL_EVENT_BYTES = 12;
@@ -60,6 +60,8 @@ export class WorkerLoop {
   readonly #inbox: ControlRequest[] = [];
   #received = 0;
   #controlInProgress = 0;
+  /** Stores waiting on the runtime (a timer, a thread-safe FFI callback): the loop gives it turns. */
+  #turnsHeld = 0;
   #lastWorkMs = 0;
   readonly #peers: PeerDirectory;
   /** Set by the crash-worker test hook: the loop throws at its next round. */
@@ -77,6 +79,14 @@ export class WorkerLoop {
     setDefaultFileIoMode(start.settings.fileIo);
     installReadableWatch((fd, readBytes, onReady) => this.#watch(fd, readBytes, onReady));
     installDefer((task) => this.#deferred.push(task));
+    installRuntimeTurns(() => {
+      this.#turnsHeld += 1;
+      let held = true;
+      return () => {
+        if (held) this.#turnsHeld -= 1;
+        held = false;
+      };
+    });
   }
 
   /**
@@ -110,7 +120,7 @@ export class WorkerLoop {
     const pollUs = this.#start.settings.pollUs;
     for (;;) {
       if (this.#crashRequested) throw new Error(`worker ${this.#start.workerIndex} crash injected (test hook)`);
-      let timeoutMs = this.#ready.length > 0 || this.#deferred.length > 0 ? 0 : this.#controlInProgress > 0 ? CONTROL_TURN_MS : -1;
+      let timeoutMs = this.#ready.length > 0 || this.#deferred.length > 0 ? 0 : this.#controlInProgress > 0 || this.#turnsHeld > 0 ? CONTROL_TURN_MS : -1;
       if (timeoutMs === -1 && pollUs > 0 && this.#pollForWork(pollUs)) timeoutMs = 0;
       const count = libc.epollWaitRaw(this.#epollFd, this.#events, EPOLL_EVENTS_MAX, timeoutMs);
       let controlWoken = false;
@@ -137,7 +147,7 @@ export class WorkerLoop {
       if (this.#runDeferred()) publishAll = true;
       drainMicrotasks();
       const messagesWaiting = controlWoken || this.#received < Atomics.load(this.#posted, POSTED_INDEX);
-      if (messagesWaiting || this.#controlInProgress > 0) {
+      if (messagesWaiting || this.#controlInProgress > 0 || this.#turnsHeld > 0) {
         if (messagesWaiting) await this.#receiveControl();
         else await turnOfTheRuntime();
         // A control turn may have settled promises (a peer's answer to EXTENDED COPY): their
@@ -297,6 +307,7 @@ export class WorkerLoop {
     const name = request.spec.name;
     const unit = await ServedUnit.open(request, opener, {
       logger: {
+        info: (message) => this.#post({ type: "log", level: "info", message: `${name}: ${message}` }),
         warn: (message) => this.#post({ type: "log", level: "warn", message: `${name}: ${message}` }),
         error: (message) => this.#post({ type: "log", level: "error", message: `${name}: ${message}` }),
       },

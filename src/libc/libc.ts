@@ -237,21 +237,26 @@ const TFD_CLOEXEC = 0o2000000;
  */
 export function timerfdPeriodic(intervalMs: number): number {
   const fd = check("timerfd_create", undefined, sym.timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC));
+  try {
+    timerfdSetPeriod(fd, intervalMs);
+  } catch (error) {
+    sym.close(fd);
+    throw error;
+  }
+  return fd;
+}
+
+/** Makes a timerfd fire every `intervalMs` from now on (the next expiry one period away). */
+export function timerfdSetPeriod(fd: number, intervalMs: number): void {
   // struct itimerspec: it_interval then it_value, each { tv_sec, tv_nsec } as i64.
   const spec = new BigInt64Array(4);
   const seconds = BigInt(Math.floor(intervalMs / 1000));
-  const nanoseconds = BigInt((intervalMs % 1000) * 1_000_000);
+  const nanoseconds = BigInt(Math.round((intervalMs % 1000) * 1_000_000));
   spec[0] = seconds;
   spec[1] = nanoseconds;
   spec[2] = seconds;
   spec[3] = nanoseconds;
-  const status = sym.timerfd_settime(fd, 0, ptr(spec), null);
-  if (status < 0) {
-    const failure = new SystemCallError("timerfd_settime", undefined, errno());
-    sym.close(fd);
-    throw failure;
-  }
-  return fd;
+  check("timerfd_settime", undefined, sym.timerfd_settime(fd, 0, ptr(spec), null));
 }
 
 export function epollCreate(): number {

@@ -74,7 +74,8 @@ const SCALAR_LATENCY_SUM = 0;
 const SCALAR_BYTES_READ = 1;
 const SCALAR_BYTES_WRITTEN = 2;
 const SCALAR_RING_RESETS = 3;
-const SCALARS = 4;
+const SCALAR_STORE_OUTAGES = 4;
+const SCALARS = 5;
 const GROUPS_AT = 0;
 const STATUS_AT = GROUPS_AT + OPCODE_GROUPS.length;
 const SENSE_AT = STATUS_AT + STATUS_LABELS.length;
@@ -140,6 +141,15 @@ export class DeviceMetrics {
 
   set ringResets(value: number) {
     this.#scalars[SCALAR_RING_RESETS] = value;
+  }
+
+  /** Times the store's medium went out of reach (a cluster stopped answering, a blocklisted client). */
+  get storeOutages(): number {
+    return this.#scalars[SCALAR_STORE_OUTAGES]!;
+  }
+
+  set storeOutages(value: number) {
+    this.#scalars[SCALAR_STORE_OUTAGES] = value;
   }
 
   get statusLabels(): readonly string[] {

@@ -131,4 +131,6 @@ function renderRing(out: Exposition, devices: readonly MetricsDevice[]): void {
   for (const device of devices) out.sample("doorbells_total", { device: device.info.deviceName }, device.engine.counters.doorbells);
   out.family("ring_resets_total", "counter", "Rings taken over from a dead handler with commands in them (reset, commands retried).");
   for (const device of devices) out.sample("ring_resets_total", { device: device.info.deviceName }, device.metrics.ringResets);
+  out.family("backstore_outages_total", "counter", "Times the store's medium went out of reach (a Ceph cluster stopped answering, the client was blocklisted); commands got NOT READY until it served again.");
+  for (const device of devices) out.sample("backstore_outages_total", { device: device.info.deviceName }, device.metrics.storeOutages);
 }

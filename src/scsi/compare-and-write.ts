@@ -3,7 +3,9 @@
 // actions". The range is held exclusively in the device's LBA lock from before the read until
 // the write finished, so no other command (reads and ordinary writes take the lock shared, even
 // while many run at once) can see or change those blocks in between. This is the primitive
-// VMware ATS and cluster file systems build their locks on.
+// VMware ATS and cluster file systems build their locks on. A store that other gateways serve
+// too (rbd) does the compare and the write in one operation of its medium instead, inside the
+// same lock, so that the result also holds against them.
 import type { IoResult } from "../../backstores/types.ts";
 import type { ScsiCommand } from "../ring/command.ts";
 import { checkDataOut, checkLbaRange, checkNoProtection, checkWritable, writeMustBeDurable } from "./block-checks.ts";
@@ -42,11 +44,22 @@ function compareAndWrite(device: LogicalUnit, command: ScsiCommand): IoResult {
 
 async function compareThenWrite(device: LogicalUnit, command: ScsiCommand, lba: number, blocks: number, durable: boolean): Promise<void> {
   const halfBytes = blocks * device.blockSizeBytes;
-  const medium = new IoBuffer(halfBytes);
   const verifyData = new Uint8Array(halfBytes);
   command.data.copyTo(verifyData, 0);
+  const store = device.backstore;
+  const atomicBytes = store.capabilities.atomicCompareAndWriteBytes;
+  const offsetBytes = lba * device.blockSizeBytes;
+  const onMedium = store.compareAndWrite !== undefined && atomicBytes !== undefined && (offsetBytes % atomicBytes) + halfBytes <= atomicBytes;
   try {
     await withRange(device, lba, blocks, true, async () => {
+      if (onMedium) {
+        const writeData = new Uint8Array(halfBytes);
+        command.data.copyTo(writeData, halfBytes);
+        const difference = await store.compareAndWrite!(offsetBytes, verifyData, writeData, durable);
+        if (difference >= 0) device.fail(command, MISCOMPARE_DURING_VERIFY, { information: difference });
+        return;
+      }
+      const medium = new IoBuffer(halfBytes);
       await readBlocks(device, lba, blocks, medium.segments);
       const difference = firstDifference(medium.bytes.subarray(0, halfBytes), verifyData);
       if (difference >= 0) {

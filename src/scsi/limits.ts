@@ -16,10 +16,14 @@ const COMPARE_AND_WRITE_FIELD_MAX = 255;
 
 /**
  * MAXIMUM COMPARE AND WRITE LENGTH: its Data-Out carries twice the blocks (verify + write), and
- * the whole transfer must fit hw_max_sectors like any other.
+ * the whole transfer must fit hw_max_sectors like any other. A store that compares and writes
+ * on its medium (rbd, atomic across gateways) takes no more than it can do in one operation.
  */
 export function compareAndWriteBlocksMax(device: LogicalUnit): number {
-  return Math.max(1, Math.min(COMPARE_AND_WRITE_FIELD_MAX, Math.floor(device.config.maxTransferBlocks / 2)));
+  const fieldMax = Math.min(COMPARE_AND_WRITE_FIELD_MAX, Math.floor(device.config.maxTransferBlocks / 2));
+  const atomicBytes = device.backstore.capabilities.atomicCompareAndWriteBytes;
+  const storeMax = atomicBytes === undefined ? fieldMax : Math.floor(atomicBytes / device.blockSizeBytes);
+  return Math.max(1, Math.min(fieldMax, storeMax));
 }
 
 /** VPD B0 holds transfer lengths in 32 bits. */

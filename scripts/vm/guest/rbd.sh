@@ -2,11 +2,12 @@
 # Real-kernel test of the rbd backstore: a throwaway Ceph cluster inside the VM
 # (scripts/ceph/test-cluster.sh: one monitor, one memstore OSD, on 127.0.0.1), an image served
 # through `create … rbd/rbd/<image>` and tcm_loop, fio randwrite with verify through the disk,
-# the data compared with what `rbd export` reads from the cluster, and `rbd resize` seen by the
-# initiator as a larger disk.
+# the data compared with what `rbd export` reads from the cluster, `rbd resize` seen by the
+# initiator as a larger disk, an OSD stall retried, COMPARE AND WRITE done on the cluster, GET LBA
+# STATUS agreeing with `rbd diff --whole-object`, and an ext4 mkfs/fsck round trip.
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-plan 5
+plan 11
 
 APP=$APPLIANCE_BIN
 MiB=$((1024 * 1024))
@@ -87,6 +88,85 @@ if [ -n "$osd" ]; then
 	fi
 else
 	fail rbd-osd-stall-write-retried-not-lost "no osd pid"
+fi
+
+# COMPARE AND WRITE through the kernel, done by the OSD: a match is written to the cluster, a
+# miscompare names its byte and leaves the block. LBA 8209 lies in the image's second object.
+W=$VM_SCRATCH/caw
+mkdir -p "$W"
+head -c 512 /dev/urandom >"$W/old.bin"
+head -c 512 /dev/urandom >"$W/new.bin"
+dd if="$W/old.bin" of="$disk" bs=512 seek=8209 oflag=direct status=none
+cat "$W/old.bin" "$W/new.bin" >"$W/caw.bin"
+rc=0
+out=$(sg_compare_and_write --in="$W/caw.bin" --lba=8209 --num=1 "$disk" 2>&1) || rc=$?
+if [ "$rc" = 0 ] && rbdc export rbd/vm1 "$VM_SCRATCH/vm1-caw.raw" >/dev/null 2>&1 &&
+	cmp -s "$W/new.bin" <(dd if="$VM_SCRATCH/vm1-caw.raw" bs=512 skip=8209 count=1 status=none); then
+	pass rbd-compare-and-write-on-the-cluster
+else
+	fail rbd-compare-and-write-on-the-cluster "rc=$rc $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')"
+fi
+cp "$W/new.bin" "$W/stale.bin"
+byte=$(od -An -tu1 -j300 -N1 "$W/new.bin" | tr -d ' ')
+hex_to_file "$(printf '%02x' $((byte ^ 0xff)))" "$W/flip.bin"
+dd if="$W/flip.bin" of="$W/stale.bin" bs=1 seek=300 conv=notrunc status=none
+cat "$W/stale.bin" "$W/old.bin" >"$W/caw-stale.bin"
+rc=0
+out=$(sg_compare_and_write --in="$W/caw-stale.bin" --lba=8209 --num=1 "$disk" 2>&1) || rc=$?
+if [ "$rc" = 14 ] && printf '%s' "$out" | grep -q 'Miscompare at byte offset: 300' &&
+	cmp -s "$W/new.bin" <(dd if="$disk" bs=512 skip=8209 count=1 iflag=direct status=none); then
+	pass rbd-compare-and-write-miscompare-offset
+else
+	fail rbd-compare-and-write-miscompare-offset "rc=$rc $(printf '%s' "$out" | tail -n 2 | tr '\n' ' ')"
+fi
+
+# GET LBA STATUS over the whole disk, as byte runs of mapped blocks, equals the image's existing
+# objects by `rbd diff --whole-object` (both merged into runs the same way).
+merge_runs() { sort -n | awk 'BEGIN { s = -1 } { if (s >= 0 && $1 == s + l) { l += $2 } else { if (s >= 0) print s, l; s = $1; l = $2 } } END { if (s >= 0) print s, l }'; }
+total=$(cat "$sysdev/size") # 512-byte sectors, the disk's block size
+lba=0
+: >"$W/gls.txt"
+while [ "$lba" -lt "$total" ]; do
+	lines=$(sg_get_lba_status --brief --maxlen=1024 --lba="$lba" "$disk" 2>/dev/null | grep -E '^0x')
+	[ -n "$lines" ] || { lba=-1; break; }
+	while read -r start blocks status _; do
+		[ "$status" = 0 ] && echo "$((start * 512)) $((blocks * 512))" >>"$W/gls.txt"
+		lba=$((start + blocks))
+	done <<<"$lines"
+done
+gls=$(merge_runs <"$W/gls.txt")
+diffed=$(rbdc diff --whole-object rbd/vm1 | awk 'NR > 1 && $3 == "data" { print $1, $2 }' | merge_runs)
+if [ "$lba" -ge "$total" ] && [ -n "$gls" ] && [ "$gls" = "$diffed" ]; then
+	pass rbd-get-lba-status-matches-rbd-diff
+	diag "mapped runs: $(echo "$gls" | tr '\n' ';')"
+else
+	fail rbd-get-lba-status-matches-rbd-diff "GET LBA STATUS '$(echo "$gls" | tr '\n' ';')' vs rbd diff '$(echo "$diffed" | tr '\n' ';')' (stopped at LBA $lba of $total)"
+fi
+
+# ext4 on the rbd disk: mkfs, files, fsck clean, and the files read back after a remount.
+MNT=$VM_SCRATCH/mnt
+mkdir -p "$MNT"
+rbd_files() {
+	mkdir -p "$MNT/data" || return 1
+	local i
+	for i in 1 2 3 4 5 6; do head -c $((i * 41 * 1024 + i)) /dev/urandom >"$MNT/data/small-$i" || return 1; done
+	head -c $((16 * MiB)) /dev/urandom >"$MNT/data/big" || return 1
+	(cd "$MNT/data" && sha256sum small-* big) >"$VM_SCRATCH/rbd-fs.sha256"
+}
+if mkfs.ext4 -q -F "$disk" && mount "$disk" "$MNT" && rbd_files && sync && umount "$MNT"; then
+	pass rbd-ext4-write
+	if out=$(fsck.ext4 -fn "$disk" 2>&1); then pass rbd-ext4-fsck-clean; else fail rbd-ext4-fsck-clean "$(tail -n 3 <<<"$out" | tr '\n' ' ')"; fi
+	echo 3 >/proc/sys/vm/drop_caches
+	if mount "$disk" "$MNT" && (cd "$MNT/data" && sha256sum -c --quiet "$VM_SCRATCH/rbd-fs.sha256"); then
+		pass rbd-ext4-remount-checksums
+	else
+		fail rbd-ext4-remount-checksums "files differ after remount"
+	fi
+	umount "$MNT" 2>/dev/null
+else
+	fail rbd-ext4-write "mkfs, mount or writing files failed"
+	fail rbd-ext4-fsck-clean "no file system"
+	fail rbd-ext4-remount-checksums "no file system"
 fi
 timeout 60 "$APP" remove vm1 >/dev/null 2>&1 || diag "remove vm1 failed"
 finish

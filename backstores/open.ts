@@ -62,7 +62,7 @@ async function openRbd(config: RbdDevConfig, context: BackstoreContext): Promise
   const { LibrbdMissingError } = await import("./rbd/librbd-binding.ts");
   let image;
   try {
-    image = RbdImage.open(config);
+    image = await RbdImage.open(config);
   } catch (error) {
     if (error instanceof LibrbdMissingError) throw new BackstoreOpenError(error.message);
     throw error;

@@ -112,12 +112,18 @@ export class BackstoreError extends Error {
   }
 }
 
-/** A store that cannot be opened as configured (missing image, lock held, too small…). */
+/**
+ * A store that cannot be opened as configured (missing image, lock held, too small…).
+ * `transient`: its medium is out of reach right now (a Ceph cluster not answering); the same
+ * open may work later, so serve tries again instead of giving the device up.
+ */
 export class BackstoreOpenError extends Error {
   readonly code = "E_BACKSTORE_OPEN";
+  readonly transient: boolean;
 
-  constructor(message: string) {
+  constructor(message: string, options: { transient?: boolean } = {}) {
     super(message);
     this.name = "BackstoreOpenError";
+    this.transient = options.transient ?? false;
   }
 }

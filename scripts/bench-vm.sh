@@ -5,6 +5,8 @@
 # peer against the goals, and our process's RSS, as Markdown (scripts/bench-table.sh).
 #
 # Usage: scripts/bench-vm.sh [OUT_DIR]     (default: .vm-cache/bench-<date>)
+#        scripts/bench-vm.sh rbd [OUT_DIR] the rbd backstore against tcmu-runner's rbd handler and
+#                                          `rbd bench` on one Ceph cluster in the VM (bench-rbd.sh)
 # Needs: dist/tcmu-appliance built (bun run build — never while a VM is running), the VM
 # harness (scripts/vm), fio, jq, tcmu-runner (apt-get install tcmu-runner) on the host.
 # Env: VM_TIMEOUT (default 1500), BENCH_RUNTIME_S, BENCH_TARGETS, BENCH_JOBS, BENCH_PROFILE
@@ -23,13 +25,27 @@ if [ ! -d /lib/modules ]; then
 	mkdir -p /lib/modules 2>/dev/null || echo "bench-vm: no /lib/modules on the host: tcmu-runner will not start in the VM" >&2
 fi
 
+guest=scripts/vm/guest/bench.sh
+if [ "${1:-}" = rbd ]; then
+	guest=scripts/vm/guest/bench-rbd.sh
+	shift
+fi
 out=${1:-$PWD/.vm-cache/bench-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
 export VM_TIMEOUT=${VM_TIMEOUT:-1500}
 export VM_OUT_DIR=$out
+if [ "$guest" = scripts/vm/guest/bench-rbd.sh ]; then
+	export VM_GUEST_ENV="BENCH_RUNTIME_S APPLIANCE_BIN"
+	status=0
+	bash scripts/vm/run-vm.sh "$guest" >"$out/console.log" 2>&1 || status=$?
+	grep -E '^(PASS|FAIL|SKIP|#|RESULT)' "$out/console.log" || true
+	[ -s "$out/results.tsv" ] || { echo "bench-vm: no results (VM status $status); see $out/console.log" >&2; exit 1; }
+	echo "minimums: ours/tcmu-runner >= 1.5 at 4k QD32 and 1 MiB; ours/rbd bench >= 0.7 at 1 MiB (raw results: $out)"
+	exit "$status"
+fi
 export VM_GUEST_ENV="BENCH_RUNTIME_S BENCH_TARGETS BENCH_JOBS BENCH_PROFILE APPLIANCE_BIN BENCH_SERVE_ARGS"
 status=0
-bash scripts/vm/run-vm.sh scripts/vm/guest/bench.sh >"$out/console.log" 2>&1 || status=$?
+bash scripts/vm/run-vm.sh "$guest" >"$out/console.log" 2>&1 || status=$?
 grep -E '^(PASS|FAIL|SKIP|#|RESULT)' "$out/console.log" || true
 [ -s "$out/results.tsv" ] || { echo "bench-vm: no results (VM status $status); see $out/console.log" >&2; exit 1; }
 

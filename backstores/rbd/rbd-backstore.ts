@@ -56,17 +56,18 @@ export class RbdBackstore implements Backstore {
       // A discarded range reads back as zeros (RBD objects are sparse; whole objects are removed).
       unmapReadsZeroes: true,
       lbaStatus: true,
-      // FUA / WCE=0 writes are made durable with a flush (librbd's cache may hold them).
-      volatileCache: true,
+      // librbd's cache is off (rbd-connect.ts): a write completes when the OSDs have it.
+      volatileCache: false,
       unmapGranularityBytes: image.objectSizeBytes,
       optimalGranularityBytes: image.objectSizeBytes,
       ...(clusterAtomic ? { atomicCompareAndWriteBytes: RBD_COMPARE_AND_WRITE_BYTES } : {}),
     };
+    this.#allocation = new RbdAllocation();
     this.#connection = new RbdConnection(this.#lib, image, {
       onPeriod: this.#checkSize,
       onHealth: (available, reason) => this.onHealth?.(available, reason),
+      beforeClose: () => this.#allocation.idle(),
     });
-    this.#allocation = new RbdAllocation(this.#lib);
   }
 
   /** The image grew: served larger from now on. A shrink is left to fail the I/O past the end. */
@@ -90,9 +91,9 @@ export class RbdBackstore implements Backstore {
     return this.#vectored(false, offsetBytes, lengthBytes, target, targetStartBytes);
   }
 
-  write(offsetBytes: number, lengthBytes: number, source: DataSegments, sourceStartBytes: number, durable: boolean): Promise<void> {
-    const written = this.#vectored(true, offsetBytes, lengthBytes, source, sourceStartBytes);
-    return durable ? written.then(() => this.flush()) : written;
+  /** Durable or not, the write completes when the OSDs have it: librbd's cache is off. */
+  write(offsetBytes: number, lengthBytes: number, source: DataSegments, sourceStartBytes: number, _durable: boolean): Promise<void> {
+    return this.#vectored(true, offsetBytes, lengthBytes, source, sourceStartBytes);
   }
 
   flush(): Promise<void> {
@@ -106,19 +107,18 @@ export class RbdBackstore implements Backstore {
     ).then(() => {});
   }
 
-  writeZeroes(offsetBytes: number, lengthBytes: number, _deallocate: boolean, durable: boolean): Promise<void> {
+  writeZeroes(offsetBytes: number, lengthBytes: number, _deallocate: boolean, _durable: boolean): Promise<void> {
     this.#checkWritable(offsetBytes);
-    const zeroed = this.#request("write", offsetBytes, `write zeroes at ${offsetBytes}`, (image) => (_slot, completion) =>
+    return this.#request("write", offsetBytes, `write zeroes at ${offsetBytes}`, (image) => (_slot, completion) =>
       this.#lib.rbd.rbd_aio_write_zeroes(image, offsetBytes, lengthBytes, completion, NO_FLAGS, NO_FLAGS),
-    );
-    return durable ? zeroed.then(() => this.flush()) : zeroed.then(() => {});
+    ).then(() => {});
   }
 
   /**
    * One OSD operation compares `compare` with the medium at `offsetBytes` and writes `write` only
    * if they match. Returns -1 when written, else the offset of the first differing byte.
    */
-  async compareAndWrite(offsetBytes: number, compare: Uint8Array, write: Uint8Array, durable: boolean): Promise<number> {
+  async compareAndWrite(offsetBytes: number, compare: Uint8Array, write: Uint8Array, _durable: boolean): Promise<number> {
     this.#checkWritable(offsetBytes);
     const lengthBytes = compare.length;
     if (lengthBytes !== write.length || (offsetBytes % RBD_COMPARE_AND_WRITE_BYTES) + lengthBytes > RBD_COMPARE_AND_WRITE_BYTES) {
@@ -134,7 +134,6 @@ export class RbdBackstore implements Backstore {
       { polled: true, hold: [compare, write], miscompareIsResult: true },
     );
     if (result === -EILSEQ) return this.#firstDifference(offsetBytes, compare);
-    if (durable) await this.flush();
     return -1;
   }
 
@@ -159,8 +158,9 @@ export class RbdBackstore implements Backstore {
   }
 
   async close(): Promise<void> {
+    // An allocation walk on the rbd thread uses the image until it ends.
+    await this.#allocation.close();
     await this.#connection.close();
-    this.#allocation.close();
     this.#arena.close();
   }
 

@@ -21,6 +21,8 @@ export interface ConnectionHooks {
   onPeriod(image: RbdImage): void;
   /** The cluster went out of reach (false) or serves again (true); called once per change. */
   onHealth(available: boolean, reason: string): void;
+  /** Settles when nothing else uses the image any more (an allocation walk on the rbd thread). */
+  beforeClose(): Promise<void>;
 }
 
 export class RbdConnection {
@@ -76,6 +78,7 @@ export class RbdConnection {
     this.#requests = null;
     this.#image = null;
     await requests?.close();
+    await this.#hooks.beforeClose();
     image?.close();
   }
 
@@ -100,7 +103,7 @@ export class RbdConnection {
     for (let attempt = 1; !this.#closed; attempt += 1) {
       let image: RbdImage;
       try {
-        image = RbdImage.open(this.#config);
+        image = await RbdImage.open(this.#config);
       } catch {
         await Bun.sleep(RECONNECT_RETRY_MS);
         continue;

@@ -1,19 +1,12 @@
-// Connecting to a cluster and opening one image: the synchronous part of an rbd device, done
-// once at attach (and undone at close). Timeouts are set before connecting so that an
-// unreachable cluster or a dead OSD fails a command instead of hanging it past the kernel's
-// cmd_time_out (30 s): the initiator then retries.
+// One open image of a cluster: the handles the connect thread made (rbd-connect.ts) and what
+// an attach wants to know about the image — size, object size, features, snapshots.
 import { CString, ptr, type Pointer } from "bun:ffi";
 import { errnoName } from "../../src/libc/errno.ts";
 import type { RbdDevConfig } from "../../src/config/dev-config.ts";
-import { BackstoreOpenError } from "../types.ts";
 import { librbd, RBD_IMAGE_INFO_BYTES, RBD_IMAGE_INFO_OBJECT_SIZE_OFFSET, RBD_SNAP_INFO_BYTES, type Librbd } from "./librbd-binding.ts";
+import { connectInThread } from "./rbd-connect.ts";
 
 const ERANGE = 34;
-
-/** Seconds before librados gives up on a monitor or an OSD: well inside cmd_time_out (30 s). */
-export const CLIENT_MOUNT_TIMEOUT_S = 15;
-export const OSD_OP_TIMEOUT_S_DEFAULT = 20;
-export const MON_OP_TIMEOUT_S = 15;
 
 /** RBD_FEATURE_* bits worth naming in `inspect` and logs. */
 export const RBD_FEATURES: readonly [number, string][] = [
@@ -29,8 +22,6 @@ export const RBD_FEATURES: readonly [number, string][] = [
   [1 << 9, "migrating"],
   [1 << 10, "non-primary"],
 ];
-
-const cString = (text: string) => Buffer.from(`${text}\0`, "utf8");
 
 export class RbdImage {
   readonly config: RbdDevConfig;
@@ -66,45 +57,21 @@ export class RbdImage {
     this.description = `rbd ${where}${this.readOnly ? " (read-only)" : ""}`;
   }
 
-  /** Connects as client.<id> with <conf> and opens the image (read-only for a snapshot or ;ro). */
-  static open(config: RbdDevConfig): RbdImage {
+  /**
+   * Connects as client.<id> with <conf> and opens the image (read-only for a snapshot or ;ro),
+   * on a thread of its own. Fails with BackstoreOpenError (transient when the cluster does not
+   * answer), or LibrbdMissingError.
+   */
+  static async open(config: RbdDevConfig): Promise<RbdImage> {
     const lib = librbd();
-    const { rados, rbd } = lib;
-    const out = new BigUint64Array(1);
-    const what = `rbd/${config.pool}/${config.image}`;
-    let status = rados.rados_create2(ptr(out), cString("ceph"), cString(`client.${config.clientId}`), 0n);
-    if (status < 0) throw new BackstoreOpenError(`${what}: rados_create2: ${errnoName(-status)}`);
-    const cluster = Number(out[0]!) as Pointer;
-    let ioctx: Pointer | undefined;
+    const handles = await connectInThread(config);
+    const [cluster, ioctx, image] = [handles.cluster, handles.ioctx, handles.image].map((address) => address as Pointer) as [Pointer, Pointer, Pointer];
     try {
-      status = rados.rados_conf_read_file(cluster, cString(config.confPath));
-      if (status < 0) throw new BackstoreOpenError(`${what}: cannot read ${config.confPath}: ${errnoName(-status)}`);
-      const timeouts: [string, number][] = [
-        ["client_mount_timeout", CLIENT_MOUNT_TIMEOUT_S],
-        ["rados_mon_op_timeout", MON_OP_TIMEOUT_S],
-        ["rados_osd_op_timeout", config.osdOpTimeoutSeconds ?? OSD_OP_TIMEOUT_S_DEFAULT],
-      ];
-      for (const [option, seconds] of timeouts) rados.rados_conf_set(cluster, cString(option), cString(String(seconds)));
-      // UNMAP promises zeros (LBPRZ): a discard smaller than an object must zero its range, not
-      // be skipped, which is librbd's default.
-      rados.rados_conf_set(cluster, cString("rbd_skip_partial_discard"), cString("false"));
-      status = rados.rados_connect(cluster);
-      if (status < 0) throw new BackstoreOpenError(`${what}: cannot connect to the cluster of ${config.confPath} as client.${config.clientId}: ${errnoName(-status)}`);
-      status = rados.rados_ioctx_create(cluster, cString(config.pool), ptr(out));
-      if (status < 0) throw new BackstoreOpenError(`${what}: pool "${config.pool}": ${errnoName(-status)}`);
-      ioctx = Number(out[0]!) as Pointer;
-      if (config.namespace !== undefined) rados.rados_ioctx_set_namespace(ioctx, cString(config.namespace));
-      const snapshot = config.snapshot === undefined ? null : cString(config.snapshot);
-      const open = config.readOnly ? rbd.rbd_open_read_only : rbd.rbd_open;
-      status = open(ioctx, cString(config.image), ptr(out), snapshot === null ? null : ptr(snapshot));
-      if (status < 0) {
-        const name = `image "${config.image}"${config.snapshot === undefined ? "" : ` snapshot "${config.snapshot}"`}`;
-        throw new BackstoreOpenError(`${what}: ${name} in pool "${config.pool}": ${errnoName(-status)}`);
-      }
-      return new RbdImage(lib, config, cluster, ioctx, Number(out[0]!) as Pointer);
+      return new RbdImage(lib, config, cluster, ioctx, image);
     } catch (error) {
-      if (ioctx !== undefined) rados.rados_ioctx_destroy(ioctx);
-      rados.rados_shutdown(cluster);
+      lib.rbd.rbd_close(image);
+      lib.rados.rados_ioctx_destroy(ioctx);
+      lib.rados.rados_shutdown(cluster);
       throw error;
     }
   }

@@ -21,7 +21,7 @@ export async function inspectRbd(configPath: string, json: boolean): Promise<num
   const { LibrbdMissingError } = await import("../../backstores/rbd/librbd-binding.ts");
   let image;
   try {
-    image = RbdImage.open({ ...config, readOnly: true });
+    image = await RbdImage.open({ ...config, readOnly: true });
   } catch (error) {
     if (!(error instanceof BackstoreOpenError || error instanceof LibrbdMissingError)) throw error;
     console.error(`inspect: ${error.message}`);

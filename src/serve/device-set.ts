@@ -27,6 +27,12 @@ export function isTransientUioError(error: unknown, devicePath: string): boolean
   return error instanceof SystemCallError && error.call === "open" && error.subject === devicePath && TRANSIENT_UIO_ERRNOS.includes(error.errno);
 }
 
+/**
+ * How often the devices whose store was out of reach at attach (a Ceph cluster not answering:
+ * a transient open failure) are tried again, by a scan, until they attach or go away.
+ */
+export const STORE_RETRY_MS = 10_000;
+
 /** A device whose enable has waited this long when a scan sees it gets its ADDED reply from the scan. */
 export const PENDING_ADDED_GRACE_MS = 3000;
 
@@ -73,6 +79,8 @@ export class DeviceSet {
   readonly #replyExpected = new Map<string, boolean>();
   /** deviceId → when a scan first saw its enable waiting. */
   readonly #pendingSince = new Map<number, number>();
+  /** The scan that tries again the devices whose store was out of reach; at most one pending. */
+  #retryScan: ReturnType<typeof setTimeout> | undefined;
   replier: Replier | undefined;
   stopping = false;
 
@@ -121,6 +129,7 @@ export class DeviceSet {
   /** The device's REMOVED event was handled: its UIO number may now go to another device. */
   forgetReplies(uio: string): void {
     this.#replyExpected.delete(uio);
+    this.#lastError.delete(uio);
     if (this.#notServed.delete(uio)) this.options.onChange();
   }
 
@@ -157,10 +166,16 @@ export class DeviceSet {
       return device;
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      this.#failed.set(info.uio, identity);
+      // Out of reach for now: not marked failed, so the next scan tries again (and one is due).
+      const transient = errorStatus(error) === -EAGAIN;
+      const again = transient && messageOf(this.#lastError.get(info.uio)) === message;
+      if (!transient) this.#failed.set(info.uio, identity);
       this.#lastError.set(info.uio, error);
-      this.#notServed.set(info.uio, { hbaId: info.hbaId, name: info.deviceName, reason: message });
-      log.error(`${info.uio} ${info.deviceName} (config ${info.configPath}): not served: ${message}`);
+      const reason = transient ? `${message} (trying again every ${STORE_RETRY_MS / 1000} s)` : message;
+      this.#notServed.set(info.uio, { hbaId: info.hbaId, name: info.deviceName, reason });
+      // Said once; the same failure on every retry only at debug level.
+      (again ? log.debug : log.error).call(log, `${info.uio} ${info.deviceName} (config ${info.configPath}): not served: ${reason}`);
+      if (transient) this.#scheduleRetryScan();
       this.options.onChange();
       return undefined;
     }
@@ -279,9 +294,19 @@ export class DeviceSet {
     for (const deviceId of this.#pendingSince.keys()) if (!seen.has(deviceId)) this.#pendingSince.delete(deviceId);
   }
 
+  #scheduleRetryScan(): void {
+    if (this.#retryScan !== undefined || this.stopping) return;
+    this.#retryScan = setTimeout(() => {
+      this.#retryScan = undefined;
+      this.scan().catch((error) => this.options.log.warn(`retrying devices whose store was out of reach: ${messageOf(error)}`));
+    }, STORE_RETRY_MS);
+    this.#retryScan.unref();
+  }
+
   /** Graceful stop: every device blocked, drained, flushed and closed. */
   async detachAll(reason: string): Promise<number> {
     this.stopping = true;
+    clearTimeout(this.#retryScan);
     await Promise.allSettled([...this.#attaching.values()]);
     const results = await Promise.allSettled(this.devices.map((device) => this.detach(device, reason, { block: true })));
     return results.filter((result) => result.status === "rejected").length;

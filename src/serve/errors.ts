@@ -2,7 +2,7 @@
 // parts share (consola instances satisfy it; tests pass a recorder).
 import { BackstoreOpenError } from "../../backstores/types.ts";
 import { DevConfigError } from "../config/dev-config.ts";
-import { EINVAL, EIO, SystemCallError } from "../libc/errno.ts";
+import { EAGAIN, EINVAL, EIO, SystemCallError } from "../libc/errno.ts";
 
 export interface ServeLog {
   debug(message: string): void;
@@ -22,10 +22,14 @@ export class VetoError extends Error {
   }
 }
 
-/** The negative errno for a failed attach or reconfiguration. */
+/**
+ * The negative errno for a failed attach or reconfiguration. -EAGAIN says the store's medium is
+ * out of reach for now (a transient BackstoreOpenError): worth trying again later.
+ */
 export function errorStatus(error: unknown): number {
   if (error instanceof VetoError) return -error.errno;
   if (error instanceof SystemCallError) return -error.errno;
+  if (error instanceof BackstoreOpenError && error.transient) return -EAGAIN;
   if (error instanceof BackstoreOpenError || error instanceof DevConfigError) return -EINVAL;
   return -EIO;
 }

@@ -5,7 +5,9 @@
 // without librbd refusing rbd devices while serving the rest.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { openBackstore } from "../../backstores/open.ts";
-import type { Backstore } from "../../backstores/types.ts";
+import { BackstoreOpenError, type Backstore } from "../../backstores/types.ts";
+import { EAGAIN } from "../../src/libc/errno.ts";
+import { errorStatus } from "../../src/serve/errors.ts";
 import { DataPlanePool } from "../../src/data-plane/pool.ts";
 import { DEFAULT_DATA_PLANE_SETTINGS } from "../../src/data-plane/settings.ts";
 import { INVALID_FIELD_IN_CDB, MISCOMPARE_DURING_VERIFY, NOT_READY_BECOMING_READY } from "../../src/scsi/sense.ts";
@@ -256,6 +258,37 @@ describe("rbd on a live cluster: what other gateways and tools see", () => {
       await device.detach();
       pool.stop();
     }
+  }, 90_000);
+
+  // Last: it stops the whole cluster for client_mount_timeout (15 s).
+  test("a cluster that does not answer at open is refused as transient (serve tries again), and the opening thread is not blocked meanwhile", async () => {
+    const pids = await Promise.all(["mon.a", "osd.0"].map(async (daemon) => Number((await Bun.file(`${cluster.dir}/run/${daemon}.pid`).text()).trim())));
+    for (const pid of pids) process.kill(pid, "SIGSTOP");
+    let ticks = 0;
+    const ticker = setInterval(() => (ticks += 1), 100);
+    const startedAt = performance.now();
+    let refusal: unknown;
+    try {
+      await openBackstore(`rbd/rbd/caw;conf=${cluster.confPath}`, { deviceKey: "test/down", sizeBytes: SIZE_BYTES, blockSizeBytes: BLOCK_BYTES });
+    } catch (error) {
+      refusal = error;
+    } finally {
+      clearInterval(ticker);
+      for (const pid of pids) process.kill(pid, "SIGCONT");
+    }
+    const elapsedMs = performance.now() - startedAt;
+    console.log(`open with the cluster stopped: refused after ${Math.round(elapsedMs)} ms, ${ticks} ticks of 100 ms meanwhile: ${String(refusal)}`);
+    expect(refusal).toBeInstanceOf(BackstoreOpenError);
+    expect((refusal as BackstoreOpenError).transient).toBe(true);
+    expect((refusal as Error).message).toContain("cannot connect to the cluster");
+    expect(errorStatus(refusal)).toBe(-EAGAIN);
+    // Bounded by client_mount_timeout, and this thread's event loop ran all along (the connect
+    // blocked a thread of its own).
+    expect(elapsedMs).toBeLessThan(30_000);
+    expect(ticks).toBeGreaterThan((elapsedMs / 100) * 0.5);
+    // And once the cluster answers, the same open works (librados may wait out a stale session).
+    const store = await openBackstore(`rbd/rbd/caw;conf=${cluster.confPath}`, { deviceKey: "test/up", sizeBytes: SIZE_BYTES, blockSizeBytes: BLOCK_BYTES });
+    await store.close();
   }, 90_000);
 
   test("where librbd cannot be loaded, an rbd device is refused naming the package, and a RAM device in the same process serves", async () => {

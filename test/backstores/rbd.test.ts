@@ -23,7 +23,7 @@ const devices: SimDevice[] = [];
 
 beforeAll(async () => {
   cluster = await startCephCluster();
-  for (const image of ["t1", "t2", "t3", "t4", "c1", "c2"]) rbdCli("create", `rbd/${image}`, "--size", "64M");
+  for (const image of ["t1", "t2", "t3", "t4", "t5", "c1", "c2"]) rbdCli("create", `rbd/${image}`, "--size", "64M");
 }, CLUSTER_START_MS);
 
 afterAll(async () => {
@@ -64,6 +64,40 @@ describe("rbd backstore on a live cluster", () => {
     const bytes = new Uint8Array(await Bun.file(exported).arrayBuffer());
     expect(Buffer.from(bytes.subarray(2048 * 512, 2048 * 512 + data.length)).equals(Buffer.from(data))).toBe(true);
   }, 60_000);
+
+  test("random writes, many in flight, leave the image byte for byte what rbd export reads", async () => {
+    const device = await deviceOver("t5");
+    const shadow = new Uint8Array(SIZE_BYTES);
+    let seed = 12345;
+    const random = (below: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % below;
+    };
+    const totalBlocks = SIZE_BYTES / BLOCK_BYTES;
+    for (let batch = 0; batch < 16; batch += 1) {
+      // Writes in flight together never overlap: their order is the initiator's business.
+      const ranges: [number, number][] = [];
+      while (ranges.length < 16) {
+        const blocks = 1 + random(128);
+        const lba = random(totalBlocks - blocks);
+        if (ranges.every(([start, count]) => lba + blocks <= start || start + count <= lba)) ranges.push([lba, blocks]);
+      }
+      const writes = ranges.map(([lba, blocks]) => {
+        const data = cdbs.patternBytes(blocks * BLOCK_BYTES, batch * 100 + lba);
+        shadow.set(data, lba * BLOCK_BYTES);
+        return device.submit(cdbs.write10(lba, blocks), { dataOut: data });
+      });
+      expect((await Promise.all(writes)).every((completion) => completion.status === 0)).toBe(true);
+    }
+    expect((await device.submit(Uint8Array.from([0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0]))).status).toBe(0);
+    const exported = `${cluster.dir}/t5.raw`;
+    rbdCli("export", "rbd/t5", exported);
+    const image = new Uint8Array(await Bun.file(exported).arrayBuffer());
+    expect(image.length).toBe(SIZE_BYTES);
+    expect(Buffer.from(image).equals(Buffer.from(shadow))).toBe(true);
+    const read = await device.submit(cdbs.read10(1000, 2048), { dataInBytes: 2048 * BLOCK_BYTES });
+    expect(Buffer.from(read.dataIn).equals(Buffer.from(shadow.subarray(1000 * BLOCK_BYTES, 3048 * BLOCK_BYTES)))).toBe(true);
+  }, 120_000);
 
   test("VPD B0 gives the object size as optimal transfer and unmap granularity", async () => {
     const device = await deviceOver("t2");
@@ -210,14 +244,19 @@ describe("rbd backstore on a live cluster", () => {
     const backstore = await open("rbd/rbd/t3;osd_op_timeout=2");
     const device = new SimDevice({ backstore, sizeBytes: SIZE_BYTES, blockSizeBytes: BLOCK_BYTES, scsi: { writeCacheEnabled: true, maxTransferBlocks: 2048 } });
     devices.push(device);
+    const health: boolean[] = [];
+    backstore.onHealth = (available) => health.push(available);
     const osdPid = Number((await Bun.file(`${cluster.dir}/run/osd.0.pid`).text()).trim());
     process.kill(osdPid, "SIGSTOP");
     let completion;
+    const stalledAt = performance.now();
     try {
       completion = await device.submit(cdbs.write10(64, 8), { dataOut: cdbs.patternBytes(4096, 77) });
     } finally {
       process.kill(osdPid, "SIGCONT");
     }
+    // Answered within the bound (osd_op_timeout=2), well inside the kernel's 30 s cmd_time_out.
+    expect(performance.now() - stalledAt).toBeLessThan(10_000);
     expect(completion.status).toBe(2);
     expect(cdbs.senseTriple(completion.sense)).toEqual([0x02, 0x04, 0x01]);
     // As an initiator does with NOT READY: retry until the cluster answers again.
@@ -228,6 +267,8 @@ describe("rbd backstore on a live cluster", () => {
     if (retry.status !== 0) throw new Error(`still failing after the OSD came back: sense ${cdbs.senseTriple(retry.sense).map((byte) => byte.toString(16))}`);
     const read = await device.submit(cdbs.read10(64, 8), { dataInBytes: 4096 });
     expect(Buffer.from(read.dataIn).equals(Buffer.from(data))).toBe(true);
+    // Reported once when it started and once when it ended, however many commands failed.
+    expect(health).toEqual([false, true]);
   }, 120_000);
 
 });

@@ -2,12 +2,13 @@
 # Side by side on one throwaway Ceph cluster inside the VM (one mon, one memstore OSD): an RBD
 # image served by tcmu-runner's rbd handler and one served by tcmu-appliance, each exported
 # through tcm_loop and measured with the same fio jobs (4k randread/randwrite QD1 and QD32, 1 MiB
-# write QD8). Prints one TSV line per job (target, job, IOPS, bytes/s, p50 µs, p99 µs) and a
-# ratio table; results land in $VM_OUT when run-vm.sh is given VM_OUT_DIR. Not part of the suite:
-# a benchmark, run by hand:  VM_OUT_DIR=/tmp/rbd-bench scripts/vm/run-vm.sh scripts/vm/guest/bench-rbd.sh
+# write QD8), then `rbd bench` (librbd alone, no SCSI, no kernel: the ceiling) with the same
+# sizes, patterns and queue depths on the same cluster. Prints one TSV line per job (target, job,
+# IOPS, bytes/s, p50 µs, p99 µs) and a ratio table; results land in $VM_OUT when run-vm.sh is
+# given VM_OUT_DIR. Not part of the suite: a benchmark, run by `scripts/bench-vm.sh rbd`.
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-plan 3
+plan 4
 
 RUNTIME_S=${BENCH_RUNTIME_S:-8}
 SIZE=$((256 * 1024 * 1024))
@@ -76,14 +77,45 @@ fi
 remove_user_backstore bours
 stop_appliance || true
 
+# --- rbd bench: librbd alone on the same cluster and image ---------------------------------------
+# Same pattern, size and depth as each fio job, over a 64 MiB image written in full first (the
+# 64 MiB the fio jobs use, so reads find data); a fixed amount of I/O (rbd bench has no runtime).
+rbd_bench() { # NAME RW BS QD
+	local name=$1 rw=$2 bs=$3 qd=$4 type pattern bytes total line
+	case $rw in *read) type=read ;; *) type=write ;; esac
+	case $rw in rand*) pattern=rand ;; *) pattern=seq ;; esac
+	case $bs in 4k) bytes=4096 ;; 1m) bytes=$((1024 * 1024)) ;; esac
+	if [ "$bytes" -ge $((1024 * 1024)) ]; then total=$((192 * 1024 * 1024)); elif [ "$qd" -gt 1 ]; then total=$((16 * 1024 * 1024)); else total=$((2 * 1024 * 1024)); fi
+	# No librbd cache, as our store runs: writes are on the OSDs when acknowledged (with the default
+	# writearound cache rbd bench would count writes acknowledged before they were).
+	line=$(timeout 300 rbd -c "$conf" --rbd-cache=false bench --io-type "$type" --io-size "$bytes" --io-threads "$qd" --io-total "$total" --io-pattern "$pattern" rbd/ceiling 2>&1 | grep -E '^elapsed' | tail -n 1)
+	# "elapsed: 8   ops: 2048   ops/sec: 254.32   bytes/sec: 1.0 MiB/s"
+	local iops
+	iops=$(awk '{ for (i = 1; i < NF; i++) if ($i == "ops/sec:") { printf "%d", $(i + 1) } }' <<<"$line")
+	[ -n "$iops" ] || { diag "rbd bench $name: no result: $line"; return 1; }
+	printf 'rbd-bench\t%s\t%s\t%s\t0\t0\n' "$name" "$iops" "$((iops * bytes))" >>"$OUT/results.tsv"
+}
+benched=0
+timeout 120 rbd -c "$conf" create rbd/ceiling --size 64M &&
+	timeout 300 rbd -c "$conf" bench --io-type write --io-size $((1024 * 1024)) --io-threads 8 --io-total $((64 * 1024 * 1024)) --io-pattern seq rbd/ceiling >/dev/null 2>&1 ||
+	diag "rbd bench: the ceiling image could not be made"
+for job in "${JOBS[@]}"; do
+	# shellcheck disable=SC2086
+	rbd_bench $job && benched=$((benched + 1))
+done
+if [ $benched = ${#JOBS[@]} ]; then pass rbd-bench; else fail rbd-bench "$benched of ${#JOBS[@]} jobs"; fi
+
 # --- the table ---------------------------------------------------------------------------------
-diag "job | runner IOPS | ours IOPS | ours/runner | runner MB/s | ours MB/s"
+diag "job | runner IOPS | ours IOPS | rbd bench IOPS | ours/runner | ours/rbd bench | runner MB/s | ours MB/s | rbd bench MB/s"
 for job in "${JOBS[@]}"; do
 	name=${job%% *}
 	r=$(awk -v n="$name" '$1 == "runner" && $2 == n { print $3, $4 }' "$OUT/results.tsv")
 	o=$(awk -v n="$name" '$1 == "ours" && $2 == n { print $3, $4 }' "$OUT/results.tsv")
+	b=$(awk -v n="$name" '$1 == "rbd-bench" && $2 == n { print $3, $4 }' "$OUT/results.tsv")
 	[ -n "$r" ] && [ -n "$o" ] || continue
-	set -- $r $o
-	diag "$name | $1 | $3 | $(awk -v a="$3" -v b="$1" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }') | $(($2 / 1000000)) | $(($4 / 1000000))"
+	[ -n "$b" ] || b="0 0"
+	set -- $r $o $b
+	ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+	diag "$name | $1 | $3 | $5 | $(ratio "$3" "$1") | $(ratio "$3" "$5") | $(($2 / 1000000)) | $(($4 / 1000000)) | $(($6 / 1000000))"
 done
 finish

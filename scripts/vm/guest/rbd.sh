@@ -4,10 +4,11 @@
 # through `create … rbd/rbd/<image>` and tcm_loop, fio randwrite with verify through the disk,
 # the data compared with what `rbd export` reads from the cluster, `rbd resize` seen by the
 # initiator as a larger disk, an OSD stall retried, COMPARE AND WRITE done on the cluster, GET LBA
-# STATUS agreeing with `rbd diff --whole-object`, and an ext4 mkfs/fsck round trip.
+# STATUS agreeing with `rbd diff --whole-object`, an ext4 mkfs/fsck round trip, and serve
+# restarted while the cluster is down serving the device once the cluster is back.
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-plan 11
+plan 12
 
 APP=$APPLIANCE_BIN
 MiB=$((1024 * 1024))
@@ -167,6 +168,29 @@ else
 	fail rbd-ext4-write "mkfs, mount or writing files failed"
 	fail rbd-ext4-fsck-clean "no file system"
 	fail rbd-ext4-remount-checksums "no file system"
+fi
+
+# serve restarted while the whole cluster is stopped: the device's open is refused as transient
+# (after client_mount_timeout, on a connect thread), tried again every 10 s, and the device is
+# served with its data once the cluster answers again.
+log_since() { tail -n +"$1" "$APPLIANCE_LOG" | grep -qE -- "$2"; }
+before=$(dd if="$disk" bs=1M count=8 iflag=direct status=none | sha256sum)
+mon=$(cat "$CLUSTER/run/mon.a.pid" 2>/dev/null)
+stop_appliance || diag "serve did not stop cleanly"
+from=$(($(wc -l <"$APPLIANCE_LOG") + 1))
+kill -STOP "$mon" "$osd"
+start_appliance --metrics-listen off --log-level debug || diag "serve did not start"
+if _wait_until 90 log_since "$from" "vm1 .*not served: .*cannot connect.*trying again every 10 s"; then
+	kill -CONT "$mon" "$osd"
+	if _wait_until 120 log_since "$from" "attached uio[0-9]+ vm1 .*backstore=rbd" &&
+		[ "$(dd if="$disk" bs=1M count=8 iflag=direct status=none | sha256sum)" = "$before" ]; then
+		pass rbd-served-once-the-cluster-is-back
+	else
+		fail rbd-served-once-the-cluster-is-back "not attached again, or the data differs: $(tail -n +"$from" "$APPLIANCE_LOG" | grep vm1 | tail -n 2 | tr '\n' ' ')"
+	fi
+else
+	kill -CONT "$mon" "$osd"
+	fail rbd-served-once-the-cluster-is-back "no transient refusal logged: $(tail -n +"$from" "$APPLIANCE_LOG" | tail -n 3 | tr '\n' ' ')"
 fi
 timeout 60 "$APP" remove vm1 >/dev/null 2>&1 || diag "remove vm1 failed"
 finish

@@ -1,14 +1,14 @@
 // The librbd calls that block for as long as the cluster takes to answer, run here instead of on
-// a data-plane worker, whose other devices would stall behind them: connecting and opening an
-// image (backstores/rbd/rbd-connect.ts) and walking its allocation (rbd-allocation.ts). This file
-// sits beside main.ts because `bun build --compile` only finds workers next to the main entry.
-import { connectImage, type ConnectReply } from "../backstores/rbd/rbd-connect.ts";
+// a data-plane worker, whose other devices would stall behind them: connecting a client and
+// opening an image (backstores/rbd/rbd-connect.ts) and walking an image's allocation
+// (rbd-allocation.ts). This file sits beside main.ts because `bun build --compile` only finds
+// workers next to the main entry.
+import { connectCluster, openImage, type RbdThreadCall, type ThreadReply } from "../backstores/rbd/rbd-connect.ts";
 import { diffImage, type DiffRequest } from "../backstores/rbd/rbd-allocation.ts";
-import type { RbdDevConfig } from "./config/dev-config.ts";
 
 declare const self: Worker;
 
-export type RbdThreadRequest = { kind: "connect"; config: RbdDevConfig } | ({ kind: "diff" } & DiffRequest);
+export type RbdThreadRequest = RbdThreadCall | ({ kind: "diff" } & DiffRequest);
 
 self.onmessage = (event: MessageEvent<RbdThreadRequest>) => {
   const request = event.data;
@@ -17,9 +17,9 @@ self.onmessage = (event: MessageEvent<RbdThreadRequest>) => {
     diffImage(request);
     return;
   }
-  let reply: ConnectReply;
+  let reply: ThreadReply<unknown>;
   try {
-    reply = connectImage(request.config);
+    reply = request.kind === "connect" ? connectCluster(request.config) : openImage(request.config, request.cluster);
   } catch (error) {
     reply = { ok: false, message: error instanceof Error ? error.message : String(error), transient: false };
   }

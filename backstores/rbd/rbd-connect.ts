@@ -5,6 +5,8 @@
 // which hands back the handles as addresses: librados and librbd handles are not bound to the
 // thread that made them. The timeouts are set before connecting so that an unreachable cluster
 // or a dead OSD fails a command instead of hanging it past the kernel's cmd_time_out (30 s).
+// Connecting (a rados_t: a client, ~17 threads and its sessions) and opening an image in it are
+// separate calls, so that the images of one thread share a client (rbd-clients.ts).
 import { ptr, type Pointer } from "bun:ffi";
 import type { RbdDevConfig } from "../../src/config/dev-config.ts";
 import { errnoName } from "../../src/libc/errno.ts";
@@ -18,34 +20,32 @@ export const CLIENT_MOUNT_TIMEOUT_S = 15;
 export const OSD_OP_TIMEOUT_S_DEFAULT = 20;
 export const MON_OP_TIMEOUT_S = 15;
 
-/** rados_t, rados_ioctx_t and rbd_image_t of one open image, as addresses. */
+/** rados_ioctx_t and rbd_image_t of one open image, as addresses. */
 export interface ImageHandles {
-  cluster: number;
   ioctx: number;
   image: number;
 }
 
-export type ConnectReply = { ok: true; handles: ImageHandles } | { ok: false; message: string; transient: boolean };
+export type ThreadReply<T> = { ok: true; value: T } | { ok: false; message: string; transient: boolean };
 
 const cString = (text: string) => Buffer.from(`${text}\0`, "utf8");
 
-/** The blocking part, on the connect thread: create, configure, connect, open; undone on failure. */
-export function connectImage(config: RbdDevConfig): ConnectReply {
-  const { rados, rbd } = librbd();
+function refusal(config: RbdDevConfig, message: string, status: number): { ok: false; message: string; transient: boolean } {
+  return { ok: false, message: `rbd/${config.pool}/${config.image}: ${message}: ${errnoName(-status)}`, transient: UNAVAILABLE_ERRNOS.has(-status) };
+}
+
+/** On the rbd thread: a connected rados_t for client.<id> of <conf>, timeouts set first. */
+export function connectCluster(config: RbdDevConfig): ThreadReply<number> {
+  const { rados } = librbd();
   const out = new BigUint64Array(1);
-  const what = `rbd/${config.pool}/${config.image}`;
-  const refuse = (message: string, status: number): ConnectReply => ({ ok: false, message: `${what}: ${message}: ${errnoName(-status)}`, transient: UNAVAILABLE_ERRNOS.has(-status) });
   let status = rados.rados_create2(ptr(out), cString("ceph"), cString(`client.${config.clientId}`), 0n);
-  if (status < 0) return refuse("rados_create2", status);
+  if (status < 0) return refusal(config, "rados_create2", status);
   const cluster = Number(out[0]!) as Pointer;
-  let ioctx: Pointer | undefined;
-  const fail = (reply: ConnectReply): ConnectReply => {
-    if (ioctx !== undefined) rados.rados_ioctx_destroy(ioctx);
-    rados.rados_shutdown(cluster);
-    return reply;
-  };
   status = rados.rados_conf_read_file(cluster, cString(config.confPath));
-  if (status < 0) return fail(refuse(`cannot read ${config.confPath}`, status));
+  if (status < 0) {
+    rados.rados_shutdown(cluster);
+    return refusal(config, `cannot read ${config.confPath}`, status);
+  }
   const timeouts: [string, number][] = [
     ["client_mount_timeout", CLIENT_MOUNT_TIMEOUT_S],
     ["rados_mon_op_timeout", MON_OP_TIMEOUT_S],
@@ -61,35 +61,48 @@ export function connectImage(config: RbdDevConfig): ConnectReply {
   // queue depth 32, 32 of them.
   rados.rados_conf_set(cluster, cString("rbd_cache"), cString("false"));
   status = rados.rados_connect(cluster);
-  if (status < 0) return fail(refuse(`cannot connect to the cluster of ${config.confPath} as client.${config.clientId}`, status));
-  status = rados.rados_ioctx_create(cluster, cString(config.pool), ptr(out));
-  if (status < 0) return fail(refuse(`pool "${config.pool}"`, status));
-  ioctx = Number(out[0]!) as Pointer;
+  if (status < 0) {
+    rados.rados_shutdown(cluster);
+    return refusal(config, `cannot connect to the cluster of ${config.confPath} as client.${config.clientId}`, status);
+  }
+  return { ok: true, value: Number(cluster) };
+}
+
+/** On the rbd thread: the pool's ioctx and the image opened in it, through a connected client. */
+export function openImage(config: RbdDevConfig, clusterAddress: number): ThreadReply<ImageHandles> {
+  const { rados, rbd } = librbd();
+  const out = new BigUint64Array(1);
+  const status = rados.rados_ioctx_create(clusterAddress as Pointer, cString(config.pool), ptr(out));
+  if (status < 0) return refusal(config, `pool "${config.pool}"`, status);
+  const ioctx = Number(out[0]!) as Pointer;
   if (config.namespace !== undefined) rados.rados_ioctx_set_namespace(ioctx, cString(config.namespace));
   const snapshot = config.snapshot === undefined ? null : cString(config.snapshot);
   const open = config.readOnly ? rbd.rbd_open_read_only : rbd.rbd_open;
-  status = open(ioctx, cString(config.image), ptr(out), snapshot === null ? null : ptr(snapshot));
-  if (status < 0) {
+  const opened = open(ioctx, cString(config.image), ptr(out), snapshot === null ? null : ptr(snapshot));
+  if (opened < 0) {
+    rados.rados_ioctx_destroy(ioctx);
     const name = `image "${config.image}"${config.snapshot === undefined ? "" : ` snapshot "${config.snapshot}"`}`;
-    return fail(refuse(`${name} in pool "${config.pool}"`, status));
+    return refusal(config, `${name} in pool "${config.pool}"`, opened);
   }
-  return { ok: true, handles: { cluster: Number(cluster), ioctx: Number(ioctx), image: Number(out[0]!) } };
+  return { ok: true, value: { ioctx: Number(ioctx), image: Number(out[0]!) } };
 }
 
-/** connectImage on a thread of its own; the calling thread's event loop keeps running. */
-export function connectInThread(config: RbdDevConfig): Promise<ImageHandles> {
-  return new Promise<ImageHandles>((resolve, reject) => {
+export type RbdThreadCall = { kind: "connect"; config: RbdDevConfig } | { kind: "open"; config: RbdDevConfig; cluster: number };
+
+/** One blocking call on a thread of its own; the calling thread's event loop keeps running. */
+export function callInThread<T>(call: RbdThreadCall): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
     const thread = new Worker(RBD_THREAD_WORKER_URL);
-    thread.addEventListener("message", (event: MessageEvent<ConnectReply>) => {
+    thread.addEventListener("message", (event: MessageEvent<ThreadReply<T>>) => {
       void thread.terminate();
       const reply = event.data;
-      if (reply.ok) resolve(reply.handles);
+      if (reply.ok) resolve(reply.value);
       else reject(new BackstoreOpenError(reply.message, { transient: reply.transient }));
     });
     thread.addEventListener("error", (event) => {
       void thread.terminate();
-      reject(new Error(`rbd connect thread failed: ${event.message}`));
+      reject(new Error(`rbd thread failed: ${event.message}`));
     });
-    thread.postMessage({ kind: "connect", config });
+    thread.postMessage(call);
   });
 }

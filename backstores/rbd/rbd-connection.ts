@@ -89,6 +89,7 @@ export class RbdConnection {
 
   #startReconnect(): void {
     if (this.#reconnecting !== undefined || this.#closed) return;
+    this.#image?.clientBlocklisted();
     this.#report(false, "the cluster blocklisted this client (another gateway took the image's lock, or an operator did it): reconnecting as a new client; commands get NOT READY until then");
     // Timers must fire on a data-plane worker too, which otherwise sleeps until its devices wake it.
     const release = holdRuntimeTurns();

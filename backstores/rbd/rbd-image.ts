@@ -4,7 +4,8 @@ import { CString, ptr, type Pointer } from "bun:ffi";
 import { errnoName } from "../../src/libc/errno.ts";
 import type { RbdDevConfig } from "../../src/config/dev-config.ts";
 import { librbd, RBD_IMAGE_INFO_BYTES, RBD_IMAGE_INFO_OBJECT_SIZE_OFFSET, RBD_SNAP_INFO_BYTES, type Librbd } from "./librbd-binding.ts";
-import { connectInThread } from "./rbd-connect.ts";
+import { leaseClient, type ClientLease } from "./rbd-clients.ts";
+import { callInThread, type ImageHandles } from "./rbd-connect.ts";
 
 const ERANGE = 34;
 
@@ -33,14 +34,14 @@ export class RbdImage {
   readonly description: string;
   readonly warnings: string[] = [];
   readonly #lib: Librbd;
-  readonly #cluster: Pointer;
+  readonly #client: ClientLease;
   readonly #ioctx: Pointer;
   #closed = false;
 
-  private constructor(lib: Librbd, config: RbdDevConfig, cluster: Pointer, ioctx: Pointer, handle: Pointer) {
+  private constructor(lib: Librbd, config: RbdDevConfig, client: ClientLease, ioctx: Pointer, handle: Pointer) {
     this.#lib = lib;
     this.config = config;
-    this.#cluster = cluster;
+    this.#client = client;
     this.#ioctx = ioctx;
     this.handle = handle;
     this.readOnly = config.readOnly;
@@ -58,22 +59,34 @@ export class RbdImage {
   }
 
   /**
-   * Connects as client.<id> with <conf> and opens the image (read-only for a snapshot or ;ro),
-   * on a thread of its own. Fails with BackstoreOpenError (transient when the cluster does not
-   * answer), or LibrbdMissingError.
+   * Opens the image (read-only for a snapshot or ;ro) through this thread's client.<id> of
+   * <conf>, connecting it first if needed, on a thread of its own. Fails with
+   * BackstoreOpenError (transient when the cluster does not answer), or LibrbdMissingError.
    */
   static async open(config: RbdDevConfig): Promise<RbdImage> {
     const lib = librbd();
-    const handles = await connectInThread(config);
-    const [cluster, ioctx, image] = [handles.cluster, handles.ioctx, handles.image].map((address) => address as Pointer) as [Pointer, Pointer, Pointer];
+    const client = await leaseClient(config);
+    let handles: ImageHandles;
     try {
-      return new RbdImage(lib, config, cluster, ioctx, image);
+      handles = await callInThread<ImageHandles>({ kind: "open", config, cluster: Number(client.cluster) });
+    } catch (error) {
+      client.release();
+      throw error;
+    }
+    const [ioctx, image] = [handles.ioctx as Pointer, handles.image as Pointer];
+    try {
+      return new RbdImage(lib, config, client, ioctx, image);
     } catch (error) {
       lib.rbd.rbd_close(image);
       lib.rados.rados_ioctx_destroy(ioctx);
-      lib.rados.rados_shutdown(cluster);
+      client.release();
       throw error;
     }
+  }
+
+  /** The cluster blocklisted this image's client: images opened from now on get a new one. */
+  clientBlocklisted(): void {
+    this.#client.markDead();
   }
 
   /** The image's snapshots: id, name, size. */
@@ -108,7 +121,7 @@ export class RbdImage {
     this.#closed = true;
     this.#lib.rbd.rbd_close(this.handle);
     this.#lib.rados.rados_ioctx_destroy(this.#ioctx);
-    this.#lib.rados.rados_shutdown(this.#cluster);
+    this.#client.release();
   }
 }
 

@@ -4,6 +4,8 @@
 // FUA data on the cluster before GOOD; a blocklisted client reconnecting by itself; and a host
 // without librbd refusing rbd devices while serving the rest.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readdirSync } from "node:fs";
+import { liveClientCount } from "../../backstores/rbd/rbd-clients.ts";
 import { openBackstore } from "../../backstores/open.ts";
 import { BackstoreOpenError, type Backstore } from "../../backstores/types.ts";
 import { EAGAIN } from "../../src/libc/errno.ts";
@@ -26,7 +28,7 @@ const devices: SimDevice[] = [];
 
 beforeAll(async () => {
   cluster = await startCephCluster();
-  for (const image of ["caw", "race", "fua", "block"]) rbdCli("create", `rbd/${image}`, "--size", "64M");
+  for (const image of ["caw", "race", "fua", "block", "share1", "share2", "share3"]) rbdCli("create", `rbd/${image}`, "--size", "64M");
   // Without fast-diff librbd lists each object's snapshots from librados' threads: the other path.
   for (const image of ["alloc-fd", "alloc-plain"]) {
     rbdCli("create", `rbd/${image}`, "--size", "64M", ...(image === "alloc-plain" ? ["--image-feature", "layering,exclusive-lock"] : []));
@@ -260,6 +262,28 @@ describe("rbd on a live cluster: what other gateways and tools see", () => {
     }
   }, 90_000);
 
+  test("the rbd devices of one thread share one rados client (not ~17 threads and a session each, as tcmu-runner's do)", async () => {
+    const threads = () => readdirSync("/proc/self/task").length;
+    const clientsBefore = liveClientCount();
+    const config = (image: string) => `rbd/rbd/${image};osd_op_timeout=7;conf=${cluster.confPath}`;
+    const open = (image: string) => openBackstore(config(image), { deviceKey: `test/${image}`, sizeBytes: SIZE_BYTES, blockSizeBytes: BLOCK_BYTES });
+    const first = await open("share1");
+    const threadsWithOne = threads();
+    const more = [await open("share2"), await open("share3")];
+    const watcher = (image: string) => (JSON.parse(rbdCli("status", "--format", "json", `rbd/${image}`)) as { watchers: { address: string }[] }).watchers.map((entry) => entry.address);
+    const addresses = ["share1", "share2", "share3"].map(watcher);
+    expect(addresses[0]!.length).toBe(1);
+    expect(addresses[1]).toEqual(addresses[0]!);
+    expect(addresses[2]).toEqual(addresses[0]!);
+    expect(liveClientCount()).toBe(clientsBefore + 1);
+    const perExtraImage = (threads() - threadsWithOne) / 2;
+    console.log(`threads: ${threadsWithOne} with one rbd image, +${perExtraImage} per further image`);
+    expect(perExtraImage).toBeLessThan(5);
+    for (const store of [first, ...more]) await store.close();
+    // The last image out shut the client down.
+    expect(liveClientCount()).toBe(clientsBefore);
+  }, 60_000);
+
   // Last: it stops the whole cluster for client_mount_timeout (15 s).
   test("a cluster that does not answer at open is refused as transient (serve tries again), and the opening thread is not blocked meanwhile", async () => {
     const pids = await Promise.all(["mon.a", "osd.0"].map(async (daemon) => Number((await Bun.file(`${cluster.dir}/run/${daemon}.pid`).text()).trim())));
@@ -269,7 +293,8 @@ describe("rbd on a live cluster: what other gateways and tools see", () => {
     const startedAt = performance.now();
     let refusal: unknown;
     try {
-      await openBackstore(`rbd/rbd/caw;conf=${cluster.confPath}`, { deviceKey: "test/down", sizeBytes: SIZE_BYTES, blockSizeBytes: BLOCK_BYTES });
+      // Its own OSD timeout: a client of its own, so this open really connects.
+      await openBackstore(`rbd/rbd/caw;osd_op_timeout=5;conf=${cluster.confPath}`, { deviceKey: "test/down", sizeBytes: SIZE_BYTES, blockSizeBytes: BLOCK_BYTES });
     } catch (error) {
       refusal = error;
     } finally {

@@ -90,6 +90,30 @@ export interface Backstore {
   onHealth?: (available: boolean, reason: string) => void;
   /** Things worth an administrator's attention found at open (served as asked, but differently). */
   readonly warnings?: readonly string[];
+  /**
+   * A medium other gateways serve too (rbd), whose exclusive lock decides which gateway's ALUA
+   * target port group is active/optimized (docs/ha.md). Absent: the store is this gateway's
+   * alone, or shared without a lock the gateways agree on (ALUA states are then explicit only).
+   */
+  readonly ownership?: MediumOwnership;
+}
+
+/** A medium other gateways serve too, whose exclusive lock says who is active/optimized (rbd). */
+export interface MediumOwnership {
+  /** This gateway holds the lock now. */
+  readonly owned: boolean;
+  /**
+   * Takes the lock. breakLiveOwner=false (implicit, first I/O): only a free lock or a dead
+   * owner's; otherwise rejects BackstoreError("unavailable"). true (explicit STPG): breaks
+   * (fences) a live owner too. Publishes ownerTag.
+   */
+  acquire(options: { breakLiveOwner: boolean; ownerTag: number }): Promise<void>;
+  /** Gives the lock up (explicit transition away from active/optimized). */
+  release(): Promise<void>;
+  /** The tag (ALUA group id) the current owner published, undefined when nobody owns the lock or it is unknown. */
+  ownerTag(): Promise<number | undefined>;
+  /** Set by the unit: the lock was lost (another gateway broke it) — called once per loss. */
+  onLost?: (reason: string) => void;
 }
 
 /**

@@ -42,12 +42,28 @@ function openLibraries() {
     rbd_aio_is_complete: { args: [ptr], returns: i32 },
     // image, fromsnapname, offset, length, include_parent, whole_object, callback, arg.
     rbd_diff_iterate2: { args: [ptr, ptr, u64, u64, u8, u8, ptr, ptr], returns: i32 },
+    // The exclusive lock (rbd-lock.ts), called on the rbd thread only: each waits on the cluster.
+    // image, int *is_owner.
+    rbd_is_exclusive_lock_owner: { args: [ptr, ptr], returns: i32 },
+    // image, rbd_lock_mode_t.
+    rbd_lock_acquire: { args: [ptr, i32], returns: i32 },
+    rbd_lock_release: { args: [ptr], returns: i32 },
+    // image, rbd_lock_mode_t *mode, char **owners, size_t *max_owners (in: room, out: count).
+    rbd_lock_get_owners: { args: [ptr, ptr, ptr, ptr], returns: i32 },
+    rbd_lock_get_owners_cleanup: { args: [ptr, u64], returns: none },
+    // image, rbd_lock_mode_t, const char *owner (an address rbd_lock_get_owners gave).
+    rbd_lock_break: { args: [ptr, i32, ptr], returns: i32 },
+    // image, key, value, size_t *value_len (in: room, out: length with the NUL).
+    rbd_metadata_get: { args: [ptr, ptr, ptr, ptr], returns: i32 },
+    rbd_metadata_set: { args: [ptr, ptr, ptr], returns: i32 },
   });
   return { rados: rados.symbols, rbd: rbd.symbols };
 }
 
 export type Librbd = ReturnType<typeof openLibraries>;
 
+/** rbd_lock_mode_t: RBD_LOCK_MODE_EXCLUSIVE (librbd.h). */
+export const RBD_LOCK_MODE_EXCLUSIVE = 0;
 /** rbd_set_image_notification's type for an eventfd. */
 export const EVENT_TYPE_EVENTFD = 2;
 /** sizeof(rbd_image_info_t) on 64-bit Linux: 3 u64, int (padded), 24-byte prefix, i64, 96-byte name. */

@@ -3,6 +3,8 @@
 // at once, completing in any order (rbd-requests.ts). COMPARE AND WRITE is done by the OSD
 // (rbd_aio_compare_and_write), so it is atomic across every gateway serving the image. A client
 // the cluster blocklisted (another gateway broke its lock) is reconnected by the store itself.
+// A writable image has `ownership`: its exclusive lock, which says which gateway is
+// active/optimized (rbd-lock.ts, docs/ha.md); the store never takes it by itself.
 import { ptr, type Pointer } from "bun:ffi";
 import { IovecArena } from "../file/iovec-arena.ts";
 import { EILSEQ } from "../../src/libc/errno.ts";
@@ -11,6 +13,7 @@ import { BackstoreError, type Backstore, type BackstoreCapabilities, type LbaSta
 import { librbd, type Librbd } from "./librbd-binding.ts";
 import { RbdAllocation } from "./rbd-allocation.ts";
 import { RbdConnection } from "./rbd-connection.ts";
+import { RbdOwnership } from "./rbd-lock.ts";
 import { ioError } from "./rbd-errors.ts";
 import { RBD_REQUESTS_MAX, type StartRequest } from "./rbd-requests.ts";
 import type { RbdImage } from "./rbd-image.ts";
@@ -28,6 +31,8 @@ export class RbdBackstore implements Backstore {
   readonly description: string;
   readonly capabilities: BackstoreCapabilities;
   readonly warnings: readonly string[];
+  /** The image's exclusive lock; none for a read-only image or snapshot, or an image without the exclusive-lock feature. */
+  readonly ownership?: RbdOwnership;
   readonly #lib: Librbd;
   readonly #connection: RbdConnection;
   readonly #allocation: RbdAllocation;
@@ -63,10 +68,23 @@ export class RbdBackstore implements Backstore {
       ...(clusterAtomic ? { atomicCompareAndWriteBytes: RBD_COMPARE_AND_WRITE_BYTES } : {}),
     };
     this.#allocation = new RbdAllocation();
+    const ownership = image.readOnly || !image.features.includes("exclusive-lock") ? undefined : this.#ownershipOf(image.description);
+    if (ownership !== undefined) this.ownership = ownership;
     this.#connection = new RbdConnection(this.#lib, image, {
-      onPeriod: this.#checkSize,
+      onPeriod: (current) => {
+        this.#checkSize(current);
+        ownership?.check();
+      },
       onHealth: (available, reason) => this.onHealth?.(available, reason),
-      beforeClose: () => this.#allocation.idle(),
+      onBlocklisted: () => ownership?.lost("the cluster blocklisted this client: another gateway broke the image's lock"),
+      beforeClose: () => Promise.all([this.#allocation.idle(), ownership?.idle()]).then(() => {}),
+    });
+  }
+
+  #ownershipOf(description: string): RbdOwnership {
+    return new RbdOwnership(description, {
+      image: () => this.#connection.imageOrNull(),
+      observe: (status) => this.#connection.observe(status),
     });
   }
 
@@ -160,6 +178,7 @@ export class RbdBackstore implements Backstore {
   async close(): Promise<void> {
     // An allocation walk on the rbd thread uses the image until it ends.
     await this.#allocation.close();
+    this.ownership?.closing();
     await this.#connection.close();
     this.#arena.close();
   }

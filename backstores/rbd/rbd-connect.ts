@@ -14,6 +14,7 @@ import { RBD_THREAD_WORKER_URL } from "../../src/worker-urls.ts";
 import { BackstoreOpenError } from "../types.ts";
 import { librbd } from "./librbd-binding.ts";
 import { UNAVAILABLE_ERRNOS } from "./rbd-errors.ts";
+import type { LockCall } from "./rbd-lock-calls.ts";
 
 /** Seconds before librados gives up on a monitor or an OSD: well inside cmd_time_out (30 s). */
 export const CLIENT_MOUNT_TIMEOUT_S = 15;
@@ -60,6 +61,10 @@ export function connectCluster(config: RbdDevConfig): ThreadReply<number> {
   // acknowledged at once and each durable write's flush waits for every write in flight — at
   // queue depth 32, 32 of them.
   rados.rados_conf_set(cluster, cString("rbd_cache"), cString("false"));
+  // Breaking another gateway's exclusive lock (an explicit ALUA transition, rbd-lock.ts)
+  // blocklists it at the OSDs before the lock is ours: the fencing. librbd's default, said here
+  // because the HA design rests on it (docs/ha.md).
+  rados.rados_conf_set(cluster, cString("rbd_blocklist_on_break_lock"), cString("true"));
   status = rados.rados_connect(cluster);
   if (status < 0) {
     rados.rados_shutdown(cluster);
@@ -87,7 +92,7 @@ export function openImage(config: RbdDevConfig, clusterAddress: number): ThreadR
   return { ok: true, value: { ioctx: Number(ioctx), image: Number(out[0]!) } };
 }
 
-export type RbdThreadCall = { kind: "connect"; config: RbdDevConfig } | { kind: "open"; config: RbdDevConfig; cluster: number };
+export type RbdThreadCall = { kind: "connect"; config: RbdDevConfig } | { kind: "open"; config: RbdDevConfig; cluster: number } | LockCall;
 
 /** One blocking call on a thread of its own; the calling thread's event loop keeps running. */
 export function callInThread<T>(call: RbdThreadCall): Promise<T> {

@@ -21,7 +21,12 @@ export interface ConnectionHooks {
   onPeriod(image: RbdImage): void;
   /** The cluster went out of reach (false) or serves again (true); called once per change. */
   onHealth(available: boolean, reason: string): void;
-  /** Settles when nothing else uses the image any more (an allocation walk on the rbd thread). */
+  /**
+   * The cluster blocklisted this client (another gateway broke the image's lock): called before
+   * the request that found it out settles, so the lock's loss is known before its failure is.
+   */
+  onBlocklisted(): void;
+  /** Settles when nothing else uses the image any more (an allocation walk or a lock call on the rbd thread). */
   beforeClose(): Promise<void>;
 }
 
@@ -90,6 +95,7 @@ export class RbdConnection {
   #startReconnect(): void {
     if (this.#reconnecting !== undefined || this.#closed) return;
     this.#image?.clientBlocklisted();
+    this.#hooks.onBlocklisted();
     this.#report(false, "the cluster blocklisted this client (another gateway took the image's lock, or an operator did it): reconnecting as a new client; commands get NOT READY until then");
     // Timers must fire on a data-plane worker too, which otherwise sleeps until its devices wake it.
     const release = holdRuntimeTurns();

@@ -183,6 +183,9 @@ memstore device bytes = $MEMSTORE_BYTES
 # The OSD's CRUSH host is named here rather than taken from the hostname, which may be unset
 # (a VM's "(none)") and is then refused as a bucket name (update_crush_location: EINVAL).
 crush location = root=default host=ceph-test
+# A killed client's watch expires after 10 s instead of 30: librbd takes a dead owner's exclusive
+# lock only then (the HA failover tests wait for it). Clients ping their watches every 5 s.
+osd client watch timeout = 10
 EOF
 	mv "$DIR/ceph.conf.tmp" "$DIR/ceph.conf"
 }

@@ -8,6 +8,7 @@ import { DevConfigError, parseDevConfig } from "../config/dev-config.ts";
 import { parseSizeBytes } from "../config/size.ts";
 import { DEFAULT_SUBTYPE } from "../uio/discover.ts";
 import { COMPAT_MODES } from "../serve/handler-claims.ts";
+import { ALUA_DEFAULT_GROUP } from "../configfs/alua-groups.ts";
 
 /** configfs item names: no '/', and ',' and newlines would split `control` writes. */
 export const DEVICE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -23,6 +24,16 @@ export const CMD_TIME_OUT_SECONDS_MAX = 3600;
 /** The kernel's data area limit per device (global default cap is 2 GiB). */
 export const MAX_DATA_AREA_MB_MAX = 2048;
 export const HW_MAX_SECTORS_MAX = 65535;
+/**
+ * wwn/vpd_unit_serial: the kernel keeps it in INQUIRY_VPD_SERIAL_LEN (254) bytes, NUL included,
+ * and refuses a string of 254 characters or more (EOVERFLOW): 253 at most.
+ */
+export const UNIT_SERIAL_CHARS_MAX = 253;
+/** ALUA target port group ids are 16 bits (SPC-4 6.37); 0 is the kernel's default_tg_pt_gp. */
+export const ALUA_GROUP_ID_MAX = 65535;
+/** Asymmetric access states a group may be configured in (SPC-4 5.15.2). */
+export const ALUA_STATES = ["active-optimized", "active-non-optimized", "standby", "unavailable"] as const;
+export type AluaStateName = (typeof ALUA_STATES)[number];
 
 /**
  * Preferred transfer per SCSI command: 512 KiB (hw_max_sectors = this / block size), reported as
@@ -110,7 +121,31 @@ export const backstoreValue = z.string().transform((text, context) => {
   return text;
 });
 
-const loopExport = z.strictObject({ fabric: z.literal("loop") });
+export const unitSerialValue = z
+  .string()
+  .min(1, "is empty")
+  .max(UNIT_SERIAL_CHARS_MAX, `is longer than ${UNIT_SERIAL_CHARS_MAX} characters (the kernel's VPD unit serial buffer)`)
+  .regex(/^[\x21-\x7e]+$/, "must be printable ASCII without spaces");
+
+/**
+ * An ALUA target port group: this gateway's (an export's `alua`) or another gateway's
+ * (`alua_peers`). Its name becomes a configfs item under the device's alua/ directory.
+ */
+export const aluaGroupSchema = z.strictObject({
+  group: z
+    .string()
+    .regex(DEVICE_NAME_PATTERN, "is not a group name (letters, digits, '_', '.', '-'; 64 at most)")
+    .refine((name) => name !== ALUA_DEFAULT_GROUP, `${ALUA_DEFAULT_GROUP} is the kernel's own group; choose another name`),
+  id: z
+    .number()
+    .int("must be a whole number")
+    .min(1, `must be 1 to ${ALUA_GROUP_ID_MAX} (0 is the kernel's ${ALUA_DEFAULT_GROUP})`)
+    .max(ALUA_GROUP_ID_MAX, `must be 1 to ${ALUA_GROUP_ID_MAX}`),
+  state: z.enum(ALUA_STATES, { error: () => `must be one of ${ALUA_STATES.join(", ")}` }).default("active-optimized"),
+  preferred: z.boolean().default(false),
+});
+
+const loopExport = z.strictObject({ fabric: z.literal("loop"), alua: aluaGroupSchema.optional() });
 
 const iscsiExport = z
   .strictObject({
@@ -123,6 +158,7 @@ const iscsiExport = z
     chap_mutual_password: chapSecret("chap_mutual_password").optional(),
     initiators: z.array(initiatorName).default([]),
     allow_anyone: z.boolean().default(false),
+    alua: aluaGroupSchema.optional(),
   })
   .superRefine((value, context) => {
     const issue = (path: string, message: string) => context.addIssue({ code: "custom", path: [path], message });
@@ -161,7 +197,11 @@ export const deviceSchema = z
     hw_max_sectors: z.number().int("must be a whole number").min(1).max(HW_MAX_SECTORS_MAX).optional(),
     max_data_area_mb: z.number().int("must be a whole number").min(1).max(MAX_DATA_AREA_MB_MAX).optional(),
     cmd_time_out: z.number().int("must be a whole number").min(0).max(CMD_TIME_OUT_SECONDS_MAX).optional(),
+    /** wwn/vpd_unit_serial: gateways exporting one image give it the same serial (multipath). */
+    serial: unitSerialValue.optional(),
     exports: z.array(exportSchema).default([]),
+    /** The other gateways' groups, reported beside this gateway's own. */
+    alua_peers: z.array(aluaGroupSchema).default([]),
   })
   .superRefine((value, context) => {
     if (value.size % value.block_size !== 0) {
@@ -179,7 +219,55 @@ export const deviceSchema = z
     if (value.exports.filter((entry) => entry.fabric === "loop").length > 1) {
       context.addIssue({ code: "custom", path: ["exports"], message: "lists more than one loop export" });
     }
+    checkAluaGroups(value, (path, message) => context.addIssue({ code: "custom", path, message }));
   });
+
+type AluaGroupInput = z.output<typeof aluaGroupSchema>;
+
+/**
+ * One device's groups must be one consistent set, as the kernel and every initiator see them:
+ * one id per group name and one group per id (the kernel refuses a second group with an id,
+ * and REPORT TARGET PORT GROUPS could not tell them apart); peers are other gateways' groups,
+ * so never one of this gateway's; peers alone describe nobody's port.
+ */
+function checkAluaGroups(
+  value: { exports: { alua?: AluaGroupInput | undefined }[]; alua_peers: AluaGroupInput[] },
+  issue: (path: (string | number)[], message: string) => void,
+): void {
+  const byName = new Map<string, { group: AluaGroupInput; where: string }>();
+  const byId = new Map<number, string>();
+  value.exports.forEach((entry, index) => {
+    const group = entry.alua;
+    if (group === undefined) return;
+    const path = ["exports", index, "alua"];
+    const same = byName.get(group.group);
+    if (same !== undefined) {
+      if (same.group.id !== group.id) issue([...path, "id"], `group ${group.group} already has id ${same.group.id} (${same.where})`);
+      else if (same.group.state !== group.state) issue([...path, "state"], `group ${group.group} is already ${same.group.state} (${same.where}): a group has one state`);
+      else if (same.group.preferred !== group.preferred) issue([...path, "preferred"], `group ${group.group} already has preferred = ${same.group.preferred} (${same.where})`);
+      return;
+    }
+    const owner = byId.get(group.id);
+    if (owner !== undefined) issue([...path, "id"], `${group.id} is already the id of group ${owner}`);
+    byName.set(group.group, { group, where: `exports[${index}]` });
+    byId.set(group.id, group.group);
+  });
+  const localCount = byName.size;
+  value.alua_peers.forEach((peer, index) => {
+    const path = ["alua_peers", index];
+    const same = byName.get(peer.group);
+    if (same !== undefined) {
+      issue([...path, "group"], same.where.startsWith("exports") ? `${peer.group} is this gateway's own group (${same.where}), not a peer's` : `lists group ${peer.group} twice`);
+    }
+    const owner = byId.get(peer.id);
+    if (owner !== undefined) issue([...path, "id"], `${peer.id} is already the id of group ${owner}`);
+    if (same === undefined) byName.set(peer.group, { group: peer, where: `alua_peers[${index}]` });
+    if (owner === undefined) byId.set(peer.id, peer.group);
+  });
+  if (value.alua_peers.length > 0 && localCount === 0) {
+    issue(["alua_peers"], "needs an export with alua: the peers' groups are reported beside this gateway's own group");
+  }
+}
 
 const listen = z
   .string()

@@ -1,6 +1,7 @@
-// `tcmu-appliance list`: every TCMU device in configfs with its backstore, size, exports, state
-// (served by the running serve, blocked, enabled) and UIO; OWNER says whether tcmu-appliance
-// created it. --json for scripts.
+// `tcmu-appliance list`: every TCMU device in configfs with its backstore, size, exports (each
+// with its ALUA group and that group's state, as configfs has them now), state (served by the
+// running serve, blocked, enabled) and UIO; OWNER says whether tcmu-appliance created it.
+// --json for scripts (with every ALUA group of each device, peers' included).
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { defineCommand } from "citty";
@@ -11,7 +12,7 @@ import { SYSTEM_ROOTS } from "../uio/discover.ts";
 import { formatBytes } from "./format.ts";
 import { COMMON_ARGS, provisionerFrom } from "./provisioning-args.ts";
 
-interface ListedDevice extends InventoryEntry {
+export interface ListedDevice extends InventoryEntry {
   state: string;
   owner: string;
   /** What serve said about it: how it is served differently, or why it is not served. */
@@ -56,7 +57,7 @@ export const listCommand = defineCommand({
       console.log(JSON.stringify({ serve: servePid === undefined ? null : { pid: servePid }, devices }, null, 2));
       return;
     }
-    printTable(devices);
+    for (const line of listLines(devices)) console.log(line);
   },
 });
 
@@ -69,7 +70,9 @@ function readServed(path: string): ServedFile {
   }
 }
 
-function printTable(devices: ListedDevice[]): void {
+/** The table and its notes, one string per line. */
+export function listLines(devices: ListedDevice[]): string[] {
+  const lines: string[] = [];
   const header = ["NAME", "HBA", "BACKSTORE", "SIZE", "EXPORTS", "STATE", "UIO", "OWNER"];
   const rows = devices.map((device) => [
     device.name,
@@ -82,7 +85,14 @@ function printTable(devices: ListedDevice[]): void {
     device.owner,
   ]);
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-  for (const row of [header, ...rows]) console.log(row.map((cell, column) => cell.padEnd(widths[column]!)).join("  ").trimEnd());
-  if (devices.length === 0) console.log("(no TCMU devices in configfs)");
-  for (const device of devices) for (const note of device.notes) console.log(`note: ${device.name}: ${note}`);
+  for (const row of [header, ...rows]) lines.push(row.map((cell, column) => cell.padEnd(widths[column]!)).join("  ").trimEnd());
+  if (devices.length === 0) lines.push("(no TCMU devices in configfs)");
+  for (const device of devices) {
+    const peers = device.aluaGroups.filter((group) => group.members.length === 0);
+    if (peers.length > 0 && device.aluaGroups.length > peers.length) {
+      lines.push(`note: ${device.name}: ALUA peer groups ${peers.map((group) => `${group.name} id ${group.id ?? "-"} ${group.state}`).join(", ")}`);
+    }
+    for (const note of device.notes) lines.push(`note: ${device.name}: ${note}`);
+  }
+  return lines;
 }

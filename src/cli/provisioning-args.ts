@@ -25,8 +25,26 @@ export function provisionerFrom(args: { subtype?: unknown; "run-dir"?: unknown }
   };
 }
 
-/** Config keys as `create` flags: exports[0].chap_password → --chap-password. */
+/**
+ * Every value of a string flag, in order, however often it is given (`--f a --f=b` → a, b):
+ * citty keeps only the last. Arguments after "--" are not flags.
+ */
+export function repeatedFlag(rawArgs: readonly string[], name: string): string[] {
+  const values: string[] = [];
+  for (let index = 0; index < rawArgs.length; index += 1) {
+    const argument = rawArgs[index]!;
+    if (argument === "--") break;
+    if (argument === `--${name}` && index + 1 < rawArgs.length) values.push(rawArgs[++index]!);
+    else if (argument.startsWith(`--${name}=`)) values.push(argument.slice(name.length + 3));
+  }
+  return values;
+}
+
+/** Config keys as `create` flags: exports[0].chap_password → --chap-password, exports[0].alua.id → --alua-id. */
 export function flagFor(path: readonly PropertyKey[]): string {
+  if (path.includes("alua_peers")) return "--alua-peer";
+  const alua = path.indexOf("alua");
+  if (alua >= 0) return `--alua-${String(path[alua + 1] ?? "group")}`;
   const last = [...path].reverse().find((part) => typeof part === "string" && part !== "exports");
   if (last === undefined) return formatKeyPath(path);
   if (last === "initiators") return "--initiator";

@@ -1,9 +1,22 @@
 // Every TCMU device configfs knows, with what `list` shows about it: backstore, size, UIO,
-// enable and block state, and where it is exported (found by following the LUN links of the
-// loopback and iSCSI fabrics back to the device directory).
+// enable and block state, where it is exported (found by following the LUN links of the
+// loopback and iSCSI fabrics back to the device directory) and the ALUA group of each export
+// (from the `members` of the device's groups).
 import { dirname, join, resolve } from "node:path";
 import type { SystemRoots } from "../uio/discover.ts";
+import { aluaStateName, memberKey, readAluaGroups, type AluaGroupReading } from "./alua-groups.ts";
 import type { ConfigfsIo } from "./io.ts";
+
+/** An ALUA group of a device as `list` shows it. */
+export interface InventoryAluaGroup {
+  name: string;
+  id: number | undefined;
+  /** "active-optimized"…, or "state <code>" for one the appliance never sets. */
+  state: string;
+  preferred: boolean;
+  /** The member LUNs as the kernel lists them: "iSCSI/<iqn>/tpgt_1/lun_0". */
+  members: string[];
+}
 
 export interface InventoryEntry {
   hbaId: number;
@@ -17,7 +30,10 @@ export interface InventoryEntry {
   uio: string | undefined;
   /** action/block_dev: "blocked" while no handler takes commands after a graceful stop. */
   blocked: boolean;
+  /** "loop naa.… lun 0", "iscsi iqn.… lun 0", each followed by " [<group> id <id> <state>]" when in an ALUA group. */
   exports: string[];
+  /** The device's ALUA groups but default_tg_pt_gp: its own and its peers'. */
+  aluaGroups: InventoryAluaGroup[];
 }
 
 const HBA_ENTRY = /^user_(\d+)$/;
@@ -37,6 +53,9 @@ export async function readInventory(roots: SystemRoots, io: ConfigfsIo): Promise
       if (!(await io.exists(join(dir, "enable")))) continue;
       const uio = uios.get(`${hbaId}/${name}`);
       const attribute = (file: string) => io.readAttribute(join(dir, "attrib", file));
+      const readings = await readAluaGroups(io, dir);
+      const groups = readings.map(listedGroup);
+      const groupOfLun = new Map(readings.flatMap((reading, index) => reading.members.map((member) => [memberKey(member.fabric, member.path), groups[index]!] as const)));
       entries.push({
         hbaId,
         name,
@@ -47,7 +66,8 @@ export async function readInventory(roots: SystemRoots, io: ConfigfsIo): Promise
         blockSizeBytes: numberOrUndefined(await attribute("hw_block_size")),
         uio: uio?.uio,
         blocked: (await io.readAttribute(join(dir, "action", "block_dev"))) === "blocked",
-        exports: exports.get(resolve(dir)) ?? [],
+        exports: (exports.get(resolve(dir)) ?? []).map((lun) => withGroup(lun.shown, groupOfLun.get(lun.key))),
+        aluaGroups: groups,
       });
     }
   }
@@ -71,9 +91,27 @@ async function uioNames(roots: SystemRoots, io: ConfigfsIo): Promise<Map<string,
   return names;
 }
 
-/** Resolved device directory → "loop naa.…" / "iscsi iqn.… lun 0" for every LUN link. */
-async function exportLinks(roots: SystemRoots, io: ConfigfsIo): Promise<Map<string, string[]>> {
-  const links = new Map<string, string[]>();
+function listedGroup(group: AluaGroupReading): InventoryAluaGroup {
+  const state = group.stateCode === undefined ? "unknown" : (aluaStateName(group.stateCode) ?? `state ${group.stateCode}`);
+  return { name: group.name, id: group.id, state, preferred: group.preferred, members: group.members.map((member) => `${member.fabric}/${member.path}`) };
+}
+
+/** "iscsi iqn.… lun 0 [gw-a id 1 active-optimized]". */
+function withGroup(shown: string, group: InventoryAluaGroup | undefined): string {
+  if (group === undefined) return shown;
+  return `${shown} [${group.name} id ${group.id ?? "-"} ${group.state}${group.preferred ? ", preferred" : ""}]`;
+}
+
+interface ExportLun {
+  /** "loop naa.… lun 0", "iscsi iqn.… lun 0". */
+  shown: string;
+  /** The LUN as an ALUA group's `members` names it (memberKey()). */
+  key: string;
+}
+
+/** Resolved device directory → every LUN linked to it. */
+async function exportLinks(roots: SystemRoots, io: ConfigfsIo): Promise<Map<string, ExportLun[]>> {
+  const links = new Map<string, ExportLun[]>();
   for (const [fabric, label] of [["loopback", "loop"], ["iscsi", "iscsi"]] as const) {
     const fabricDir = join(roots.configfs, "target", fabric);
     for (const wwn of await io.listEntries(fabricDir)) {
@@ -86,7 +124,7 @@ async function exportLinks(roots: SystemRoots, io: ConfigfsIo): Promise<Map<stri
             if (target === undefined) continue;
             const device = resolve(dirname(path), target);
             const shown = `${label} ${wwn}${tpg === "tpgt_1" ? "" : `/${tpg}`} ${lun.replace("_", " ")}`;
-            links.set(device, [...(links.get(device) ?? []), shown]);
+            links.set(device, [...(links.get(device) ?? []), { shown, key: memberKey(fabric, `${wwn}/${tpg}/${lun}`) }]);
           }
         }
       }

@@ -9,6 +9,7 @@
 import { join } from "node:path";
 import type { ChapCredentials, IscsiExportSpec } from "../appliance-config/spec.ts";
 import type { SystemRoots } from "../uio/discover.ts";
+import { assignLunToGroup } from "./alua-groups.ts";
 import { ConfigfsError, type ConfigfsIo } from "./io.ts";
 import { ensureFabric, type KernelSetup } from "./kernel-setup.ts";
 
@@ -18,6 +19,8 @@ export interface IscsiExportRecord {
   portal: string;
   /** "chap", "acl", "acl+chap" or "open": for `list`. */
   access: string;
+  /** The ALUA group its LUN was put in. */
+  aluaGroup?: string;
 }
 
 export function iscsiTargetDir(roots: SystemRoots, iqn: string): string {
@@ -38,6 +41,7 @@ export async function createIscsiExport(
   spec: IscsiExportSpec,
 ): Promise<IscsiExportRecord> {
   const record: IscsiExportRecord = { fabric: "iscsi", iqn: spec.iqn, portal: spec.portal, access: accessOf(spec) };
+  if (spec.alua !== undefined) record.aluaGroup = spec.alua.group;
   await ensureFabric(roots, io, setup, "iscsi");
   const target = iscsiTargetDir(roots, spec.iqn);
   if (await io.exists(target)) throw new ConfigfsError(`iSCSI target ${target} already exists`, "EEXIST");
@@ -47,6 +51,8 @@ export async function createIscsiExport(
     await io.makeDirectory(tpg);
     await io.makeDirectory(join(tpg, "lun", "lun_0"));
     await io.makeLink(deviceDir, join(tpg, "lun", "lun_0", deviceName));
+    // Into its ALUA group before any initiator can reach it (the portal and enable come later).
+    if (spec.alua !== undefined) await assignLunToGroup(io, join(tpg, "lun", "lun_0"), spec.alua.group);
     await configureAccess(io, tpg, spec);
     await io.makeDirectory(join(tpg, "np", spec.portal));
     await io.writeAttribute(join(tpg, "enable"), 1);

@@ -3,12 +3,15 @@
 // same WWN. The I_T nexus must exist before a LUN is linked (shared/reference/kernel-tcmu.md).
 import { join } from "node:path";
 import type { SystemRoots } from "../uio/discover.ts";
+import { assignLunToGroup } from "./alua-groups.ts";
 import type { ConfigfsIo } from "./io.ts";
 import { ensureFabric, type KernelSetup } from "./kernel-setup.ts";
 
 export interface LoopExportRecord {
   fabric: "loop";
   wwn: string;
+  /** The ALUA group its LUN was put in. */
+  aluaGroup?: string;
 }
 
 /** NAA type 5 with the LIO OUI (0x001405), 16 hex digits; the initiator port differs in one nibble. */
@@ -29,8 +32,16 @@ export function loopTargetDir(roots: SystemRoots, wwn: string): string {
   return join(roots.configfs, "target", "loopback", wwn);
 }
 
-export async function createLoopExport(roots: SystemRoots, io: ConfigfsIo, setup: KernelSetup, deviceDir: string, deviceName: string): Promise<LoopExportRecord> {
-  const record: LoopExportRecord = { fabric: "loop", wwn: loopWwn(deviceName) };
+/** `aluaGroup`: an ALUA group of the device (made already) to put the LUN in. */
+export async function createLoopExport(
+  roots: SystemRoots,
+  io: ConfigfsIo,
+  setup: KernelSetup,
+  deviceDir: string,
+  deviceName: string,
+  aluaGroup?: string,
+): Promise<LoopExportRecord> {
+  const record: LoopExportRecord = aluaGroup === undefined ? { fabric: "loop", wwn: loopWwn(deviceName) } : { fabric: "loop", wwn: loopWwn(deviceName), aluaGroup };
   await ensureFabric(roots, io, setup, "loopback");
   const tpg = join(loopTargetDir(roots, record.wwn), "tpgt_1");
   try {
@@ -40,6 +51,8 @@ export async function createLoopExport(roots: SystemRoots, io: ConfigfsIo, setup
     await io.makeDirectory(join(tpg, "lun", "lun_0"));
     // The kernel probes the new disk (INQUIRY, READ CAPACITY…) before symlink() returns.
     await io.makeLink(deviceDir, join(tpg, "lun", "lun_0", deviceName));
+    // Only a linked LUN can change groups; until this write it is in default_tg_pt_gp.
+    if (aluaGroup !== undefined) await assignLunToGroup(io, join(tpg, "lun", "lun_0"), aluaGroup);
   } catch (error) {
     await removeLoopExport(roots, io, record);
     throw error;

@@ -27,6 +27,13 @@ export interface DeviceRecord {
   /** Who asked for it: the `create` command or the config file. */
   source: "cli" | "config";
   exports: ExportRecord[];
+  /** wwn/vpd_unit_serial as written at creation. */
+  serial?: string;
+  /**
+   * ALUA groups made under the device's alua/ directory (its own and its peers'), recorded
+   * before each mkdir; `remove` takes them away after the exports and before the device.
+   */
+  aluaGroups?: string[];
   createdAt: string;
   /**
    * Set when the device was created with nl_reply_supported=-1 because another TCMU daemon ran
@@ -41,8 +48,8 @@ export interface OwnershipState {
 }
 
 const exportRecordSchema = z.union([
-  z.object({ fabric: z.literal("loop"), wwn: z.string() }),
-  z.object({ fabric: z.literal("iscsi"), iqn: z.string(), portal: z.string(), access: z.string() }),
+  z.object({ fabric: z.literal("loop"), wwn: z.string(), aluaGroup: z.string().optional() }),
+  z.object({ fabric: z.literal("iscsi"), iqn: z.string(), portal: z.string(), access: z.string(), aluaGroup: z.string().optional() }),
 ]);
 
 const stateSchema = z.object({
@@ -58,6 +65,8 @@ const stateSchema = z.object({
       blockSizeBytes: z.number(),
       source: z.enum(["cli", "config"]),
       exports: z.array(exportRecordSchema),
+      serial: z.string().optional(),
+      aluaGroups: z.array(z.string()).optional(),
       createdAt: z.string(),
       repliesOptedOutFor: z.string().optional(),
     }),

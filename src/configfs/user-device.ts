@@ -69,6 +69,10 @@ export async function createUserDevice(target: UserDeviceTarget, spec: DeviceSpe
     // cmd_time_out can only change while the device has no export.
     await io.writeAttribute(join(dir, "attrib", "cmd_time_out"), spec.cmdTimeOutSeconds);
     if (spec.writeCache) await io.writeAttribute(join(dir, "attrib", "emulate_write_cache"), 1);
+    // The kernel refuses a new serial once the device is exported; before enable, serve reads
+    // it at attach. Gateways exporting one image give it one serial: the NAA designator
+    // initiators join paths by is derived from it.
+    if (spec.serial !== undefined) await io.writeAttribute(join(dir, "wwn", "vpd_unit_serial"), spec.serial);
     await io.writeAttribute(join(dir, "enable"), 1);
   } catch (error) {
     await removeUserDevice(target, spec.name).catch(() => {});

@@ -17,7 +17,16 @@ const RING_WORDS = BROKEN + 1;
 const UNIT_BLOCK_SIZE = RING_WORDS;
 const UNIT_CAPACITY = UNIT_BLOCK_SIZE + 1;
 const UNIT_FLAGS = UNIT_CAPACITY + 1;
-const WORDS = UNIT_FLAGS + 1;
+/** The unit's ALUA state, for /metrics and `list` (AluaGaugesReader): after the unit's words. */
+const ALUA_GROUP = UNIT_FLAGS + 1;
+const ALUA_STATE = ALUA_GROUP + 1;
+const ALUA_OWNED = ALUA_STATE + 1;
+const ALUA_TRANSITIONS = ALUA_OWNED + 1;
+const WORDS = ALUA_TRANSITIONS + 1;
+/** ALUA_GROUP before a unit with ALUA published (or for one without): no ALUA. */
+const NO_ALUA = 0;
+/** ALUA_OWNED for a medium without a lock (everything but rbd). */
+const NO_MEDIUM_LOCK = -1;
 const FLAG_STOPPED = 1;
 const FLAG_WRITE_PROTECTED = 2;
 const FLAG_WRITE_CACHE = 4;
@@ -59,6 +68,18 @@ export class RingStatsWriter {
       (unit.writeProtected ? FLAG_WRITE_PROTECTED : 0) |
       (unit.writeCacheEnabled ? FLAG_WRITE_CACHE : 0) |
       (unit.closed ? FLAG_CLOSED : 0);
+  }
+
+  /**
+   * The unit's ALUA group, its state (ALUA_STATE_CODES) and whether this gateway holds the
+   * medium's lock (undefined: the medium has none). Plain numbers: this runs after every batch.
+   */
+  publishAlua(groupId: number, stateCode: number, ownsMedium: boolean | undefined, transitions: number): void {
+    const words = this.#words;
+    words[ALUA_GROUP] = groupId;
+    words[ALUA_STATE] = stateCode;
+    words[ALUA_OWNED] = ownsMedium === undefined ? NO_MEDIUM_LOCK : ownsMedium ? 1 : 0;
+    words[ALUA_TRANSITIONS] = transitions;
   }
 
   publish(engine: RingEngine): void {
@@ -147,5 +168,35 @@ export class UnitStateReader implements UnitState {
 
   get #flags(): number {
     return this.#words[UNIT_FLAGS]!;
+  }
+}
+
+/** What /metrics and `list` read of a unit's ALUA state (undefined group: the unit has no ALUA). */
+export class AluaGaugesReader {
+  readonly #words: Float64Array;
+
+  constructor(buffer: SharedArrayBuffer) {
+    this.#words = new Float64Array(buffer, DeviceMetrics.BYTES, WORDS);
+  }
+
+  /** The gateway's own target port group id; undefined without ALUA. */
+  get groupId(): number | undefined {
+    const id = this.#words[ALUA_GROUP]!;
+    return id === NO_ALUA ? undefined : id;
+  }
+
+  /** The group's asymmetric access state code (SPC-4 table 171). */
+  get stateCode(): number {
+    return this.#words[ALUA_STATE]!;
+  }
+
+  /** Whether this gateway holds the medium's exclusive lock; undefined for a medium without one. */
+  get ownsMedium(): boolean | undefined {
+    const owned = this.#words[ALUA_OWNED]!;
+    return owned === NO_MEDIUM_LOCK ? undefined : owned === 1;
+  }
+
+  get transitions(): number {
+    return this.#words[ALUA_TRANSITIONS]!;
   }
 }

@@ -4,6 +4,7 @@
 // devices with it: each hears "released" and the control plane attaches it again.
 import { availableParallelism } from "node:os";
 import * as libc from "../libc/libc.ts";
+import type { AluaAccessState } from "../scsi/alua.ts";
 import { VetoError } from "../serve/errors.ts";
 import { DATA_PLANE_WORKER_URL } from "../worker-urls.ts";
 import {
@@ -31,6 +32,7 @@ export interface DeviceEvents {
   gone(reason: string): void;
   released(reason: string): void;
   writeCacheChanged(enabled: boolean): void;
+  aluaChanged(state: AluaAccessState): void;
 }
 
 type Request = ControlRequest extends infer R ? (R extends { id: number } ? Omit<R, "id"> : never) : never;
@@ -154,6 +156,8 @@ export class DataPlaneWorker implements PeerEndpoint {
         return this.#devices.get(message.token)?.released(message.reason);
       case "write-cache-changed":
         return this.#devices.get(message.token)?.writeCacheChanged(message.enabled);
+      case "alua-changed":
+        return this.#devices.get(message.token)?.aluaChanged(message.state);
       case "log":
         return this.#log[message.level](message.message);
       case "ready":

@@ -4,6 +4,7 @@
 // yields to its runtime until it has received as many messages as were posted, and handles
 // them. Replies and events come back as ordinary messages (the main thread runs an event loop).
 import type { BackstoreErrorKind } from "../../backstores/types.ts";
+import type { AluaAccessState, AluaConfig } from "../scsi/alua.ts";
 import type { DataPlaneSettings } from "./settings.ts";
 
 /** Index of the posted-messages counter in WorkerStart.posted (an Int32Array). */
@@ -32,6 +33,8 @@ export interface DeviceSpec {
   hwMaxSectors: number;
   writeCacheEnabled: boolean;
   unitSerial: string;
+  /** The device's ALUA target port groups (configfs alua/ at attach); absent: no ALUA (TPGS 0). */
+  alua?: AluaConfig;
   allowedRoots: string[];
   /** Test and benchmark hook: a module whose `openBackstore` replaces backstores/open.ts. */
   openerModule?: string;
@@ -148,6 +151,8 @@ export type WorkerMessage =
   | { type: "released"; token: number; reason: string }
   /** MODE SELECT changed WCE. */
   | { type: "write-cache-changed"; token: number; enabled: boolean }
+  /** This gateway's ALUA group changed state (lock taken or lost, STPG): mirrored into configfs. */
+  | { type: "alua-changed"; token: number; state: AluaAccessState }
   | { type: "log"; level: "warn" | "error" | "info"; message: string }
   /** EXTENDED COPY here needs a chunk of a device on another worker; answered by peer-io-done. */
   | PeerIoMessage;

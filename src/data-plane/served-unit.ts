@@ -10,6 +10,7 @@ import { SystemCallError } from "../libc/errno.ts";
 import { AccountingExecutor } from "../metrics/accounting-executor.ts";
 import { DeviceMetrics } from "../metrics/device-metrics.ts";
 import { dataAreaBytesOf, RingEngine, type RingLogger } from "../ring/engine.ts";
+import { ALUA_STATE_CODES, type AluaAccessState } from "../scsi/alua.ts";
 import { DEFAULT_IDENTITY, ScsiDevice } from "../scsi/device.ts";
 import { IoBuffer } from "../scsi/io-buffer.ts";
 import { settle } from "../scsi/locked-io.ts";
@@ -24,6 +25,8 @@ export interface UnitHooks {
   /** Completions freed room while entries wait: the worker runs this unit's ring again. */
   onPendingWork: () => void;
   onWriteCacheChange: (enabled: boolean) => void;
+  /** The unit's own ALUA group changed state (AluaState.onChange). */
+  onAluaChange: (state: AluaAccessState) => void;
 }
 
 export class ServedUnit {
@@ -115,6 +118,8 @@ export class ServedUnit {
   publishStats(): void {
     this.#statsWriter.publish(this.engine);
     this.#statsWriter.publishUnit(this.#scsi);
+    const alua = this.#scsi.alua;
+    if (alua !== undefined) this.#statsWriter.publishAlua(this.spec.alua!.localGroupId, ALUA_STATE_CODES[alua.localState], alua.ownsMedium, alua.transitions);
   }
 
   /**
@@ -161,7 +166,7 @@ export class ServedUnit {
 
   #buildScsi(backstore: Backstore, sizeBytes: number, writeCacheEnabled: boolean): ScsiDevice {
     const spec = this.spec;
-    return new ScsiDevice(backstore, {
+    const scsi = new ScsiDevice(backstore, {
       name: spec.name,
       blockSizeBytes: spec.blockSizeBytes,
       sizeBytes,
@@ -169,8 +174,11 @@ export class ServedUnit {
       optimalTransferBlocks: spec.hwMaxSectors,
       writeCacheEnabled,
       identity: { ...DEFAULT_IDENTITY, unitSerial: spec.unitSerial },
+      alua: spec.alua,
       onWriteCacheChange: (enabled) => this.#hooks.onWriteCacheChange(enabled),
     });
+    if (scsi.alua !== undefined) scsi.alua.onChange = (state) => this.#hooks.onAluaChange(state);
+    return scsi;
   }
 
   /** dev_size changed: a smaller or equal size needs no I/O; a larger one reopens the store. */

@@ -313,6 +313,7 @@ export class WorkerLoop {
       },
       onPendingWork: () => this.#markReady(unit),
       onWriteCacheChange: (enabled) => this.#post({ type: "write-cache-changed", token: request.token, enabled }),
+      onAluaChange: (state) => this.#post({ type: "alua-changed", token: request.token, state }),
     });
     this.#units.set(unit.token, unit);
     libc.epollAdd(this.#epollFd, unit.waitFd, unit.token, unit.edgeTriggered ? libc.EPOLLIN | libc.EPOLLET : libc.EPOLLIN);

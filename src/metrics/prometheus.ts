@@ -1,6 +1,7 @@
 // Prometheus text exposition format 0.0.4: HELP and TYPE once per family, then samples with
 // escaped label values. Built on scrape from the per-device arrays; nothing here runs per command.
 import type { RingEngine } from "../ring/engine.ts";
+import { ALUA_STATE_CODES } from "../scsi/alua.ts";
 import { LATENCY_SAMPLE_EVERY_DEFAULT } from "./accounting-executor.ts";
 import { LATENCY_BUCKETS_SECONDS, OPCODE_GROUPS, SENSE_KEY_NAMES, type DeviceMetrics } from "./device-metrics.ts";
 
@@ -9,6 +10,17 @@ export interface MetricsDevice {
   readonly info: { readonly deviceName: string };
   readonly metrics: DeviceMetrics;
   readonly engine: Pick<RingEngine, "inFlightCount" | "occupancyBytes" | "cmdrSizeBytes" | "broken" | "counters">;
+  /** Its ALUA group as the worker publishes it (device-stats.ts AluaGaugesReader); absent in tests. */
+  readonly alua?: AluaGauges;
+}
+
+export interface AluaGauges {
+  /** undefined: the device has no ALUA groups. */
+  readonly groupId: number | undefined;
+  readonly stateCode: number;
+  /** undefined: the medium has no lock (only rbd has one). */
+  readonly ownsMedium: boolean | undefined;
+  readonly transitions: number;
 }
 
 export interface ApplianceGauges {
@@ -66,6 +78,7 @@ export function renderMetrics(devices: readonly MetricsDevice[], gauges: Applian
   out.sample("start_time_seconds", {}, gauges.startedAtSeconds);
   renderCommands(out, devices);
   renderRing(out, devices);
+  renderAlua(out, devices);
   return out.text();
 }
 
@@ -133,4 +146,29 @@ function renderRing(out: Exposition, devices: readonly MetricsDevice[]): void {
   for (const device of devices) out.sample("ring_resets_total", { device: device.info.deviceName }, device.metrics.ringResets);
   out.family("backstore_outages_total", "counter", "Times the store's medium went out of reach (a Ceph cluster stopped answering, the client was blocklisted); commands got NOT READY until it served again.");
   for (const device of devices) out.sample("backstore_outages_total", { device: device.info.deviceName }, device.metrics.storeOutages);
+}
+
+/**
+ * ALUA per device (docs/ha.md): the gateway's own group and its state as a one-hot gauge (one
+ * sample per state, 1 for the current one, so dashboards can plot and alert on a label), who
+ * holds the medium's lock, and how often the state changed. Devices without ALUA have none.
+ */
+function renderAlua(out: Exposition, devices: readonly MetricsDevice[]): void {
+  const withAlua = devices.filter((device) => device.alua?.groupId !== undefined);
+  if (withAlua.length === 0) return;
+  out.family("alua_state", "gauge", "1 for this gateway's target port group's current asymmetric access state.");
+  for (const device of withAlua) {
+    const alua = device.alua!;
+    const group = String(alua.groupId);
+    for (const [state, code] of Object.entries(ALUA_STATE_CODES)) {
+      out.sample("alua_state", { device: device.info.deviceName, group, state }, alua.stateCode === code ? 1 : 0);
+    }
+  }
+  const locked = withAlua.filter((device) => device.alua!.ownsMedium !== undefined);
+  if (locked.length > 0) {
+    out.family("alua_lock_owned", "gauge", "1 while this gateway holds the medium's exclusive lock (it is the active/optimized one).");
+    for (const device of locked) out.sample("alua_lock_owned", { device: device.info.deviceName }, device.alua!.ownsMedium ? 1 : 0);
+  }
+  out.family("alua_transitions_total", "counter", "Changes of this gateway's ALUA state (lock taken or lost, SET TARGET PORT GROUPS).");
+  for (const device of withAlua) out.sample("alua_transitions_total", { device: device.info.deviceName }, device.alua!.transitions);
 }

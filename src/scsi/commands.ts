@@ -13,6 +13,7 @@ import { PRIMARY_COMMANDS } from "./primary.ts";
 import { PROVISIONING_COMMANDS } from "./provisioning.ts";
 import { REPORT_COMMANDS } from "./report-opcodes.ts";
 import type { OpcodeRow } from "./table.ts";
+import { TARGET_PORT_GROUP_COMMANDS } from "./target-port-groups.ts";
 import { VERIFY_COMMANDS } from "./verify.ts";
 
 export const ALL_COMMANDS: readonly OpcodeRow[] = [
@@ -20,6 +21,7 @@ export const ALL_COMMANDS: readonly OpcodeRow[] = [
   ...INQUIRY_COMMANDS,
   ...MODE_COMMANDS,
   ...REPORT_COMMANDS,
+  ...TARGET_PORT_GROUP_COMMANDS,
   ...CAPACITY_COMMANDS,
   ...BLOCK_IO_COMMANDS,
   ...VERIFY_COMMANDS,

@@ -7,12 +7,13 @@ import { BackstoreError, type Backstore, type IoResult } from "../../backstores/
 import { NO_DATA_IN, SAM_STAT_TASK_ABORTED, type ScsiCommand } from "../ring/command.ts";
 import type { DataSegments } from "../ring/data-segments.ts";
 import type { CommandExecutor } from "../ring/engine.ts";
+import { AluaState, accessRefusal, type AluaConfig } from "./alua.ts";
 import { ALL_COMMANDS } from "./commands.ts";
 import { PROCESS_DEVICE_REGISTRY, type DeviceRegistry } from "./device-registry.ts";
 import { naaDesignator, naaKey, unitSerialFor } from "./identity.ts";
 import { LbaRangeLock } from "./lba-lock.ts";
 import { withLockedRange } from "./locked-io.ts";
-import type { LogicalUnit } from "./logical-unit.ts";
+import type { LogicalUnit, OpcodeRow } from "./logical-unit.ts";
 import * as sense from "./sense.ts";
 import { CONTROL_NACA, OpcodeTable, SERVICE_ACTION_OPCODES } from "./table.ts";
 
@@ -55,6 +56,8 @@ export interface ScsiDeviceConfig {
   onWriteCacheChange?: (enabled: boolean) => void;
   /** Where EXTENDED COPY finds other devices by NAA; default: every device of this process. */
   registry?: DeviceRegistry;
+  /** Target port groups (docs/ha.md), from configfs at attach; absent: no ALUA (TPGS 0). */
+  alua?: AluaConfig;
 }
 
 export const DEFAULT_IDENTITY: ScsiIdentity = {
@@ -91,6 +94,8 @@ export class ScsiDevice implements CommandExecutor, LogicalUnit {
   writeCacheEnabled: boolean;
   /** START STOP UNIT with START=0 stops the unit until START=1 (SBC-3 5.25). */
   stopped = false;
+  /** ALUA states, from config.alua and the backstore's medium lock; undefined without ALUA. */
+  readonly alua: AluaState | undefined;
   #sizeBytes: number;
   readonly #unitAttentions: sense.SenseReason[] = [];
   readonly #registry: DeviceRegistry;
@@ -112,6 +117,8 @@ export class ScsiDevice implements CommandExecutor, LogicalUnit {
     this.unitSerial = unitSerialFor(config.identity.unitSerial, config.name);
     this.naa = naaDesignator(this.unitSerial);
     this.naaKey = naaKey(this.naa);
+    this.alua = config.alua === undefined ? undefined : new AluaState(config.alua, backstore.ownership);
+    if (this.alua !== undefined) this.alua.onImplicitChange = (reason) => this.raiseUnitAttention(reason);
     this.#registry = config.registry ?? PROCESS_DEVICE_REGISTRY;
     this.#registry.register(this.naaKey, this);
   }
@@ -195,8 +202,9 @@ export class ScsiDevice implements CommandExecutor, LogicalUnit {
   /**
    * The checks every command goes through, in SAM-5's order: a pending unit attention first
    * (5.14: reported to any command but INQUIRY, REPORT LUNS, REQUEST SENSE — unknown opcodes
-   * included), then whether the command exists here, the CONTROL byte, and the unit's state;
-   * then the row decodes and runs it.
+   * included), then whether the command exists here, the CONTROL byte, the ALUA access state
+   * (SPC-4 5.15.2) and the unit's state; then the row decodes and runs it. A unit without ALUA,
+   * or active with the medium's lock in hand, pays one field check for ALUA.
    */
   execute(command: ScsiCommand): IoResult {
     if (command.aborted) {
@@ -210,7 +218,9 @@ export class ScsiDevice implements CommandExecutor, LogicalUnit {
       return;
     }
     if (row === undefined || (row.supported !== undefined && !row.supported(this))) {
-      const knownOpcode = SERVICE_ACTION_OPCODES.has(command.opcode) && this.table.hasOpcode(command.opcode);
+      // A wrong service action of an opcode this unit serves is a bad field; an opcode none of
+      // whose rows this unit serves (MAINTENANCE OUT without ALUA) is unknown altogether.
+      const knownOpcode = SERVICE_ACTION_OPCODES.has(command.opcode) && this.#servesOpcode(command.opcode);
       if (knownOpcode) this.fail(command, sense.INVALID_FIELD_IN_CDB, { field: { inCdb: true, byte: 1, bit: 4 } });
       else this.fail(command, sense.INVALID_COMMAND_OPERATION_CODE, { field: { inCdb: true, byte: 0 } });
       return;
@@ -220,11 +230,50 @@ export class ScsiDevice implements CommandExecutor, LogicalUnit {
       this.fail(command, sense.INVALID_FIELD_IN_CDB, { field: { inCdb: true, byte: controlByte, bit: 2 } });
       return;
     }
+    const alua = this.alua;
+    if (alua !== undefined && !alua.settled) return this.#executeUnderAlua(alua, row, command);
+    return this.#run(row, command);
+  }
+
+  #run(row: OpcodeRow, command: ScsiCommand): IoResult {
     if (this.stopped && row.mediumAccess === true) {
       this.fail(command, sense.NOT_READY_INITIALIZING_COMMAND_REQUIRED);
       return;
     }
     return row.execute(this, command);
+  }
+
+  /**
+   * SPC-4 5.15.2: a standby, unavailable or transitioning group answers only what its state
+   * allows (alua.ts), and the rest never reaches a handler or the backstore. A read or write
+   * on a gateway without the medium's lock takes it first (docs/ha.md).
+   */
+  #executeUnderAlua(alua: AluaState, row: OpcodeRow, command: ScsiCommand): IoResult {
+    const refusal = accessRefusal(alua.localState, command.cdb);
+    if (refusal !== undefined) {
+      this.fail(command, refusal);
+      return;
+    }
+    if (row.mediumAccess !== true || this.stopped || !alua.acquiresFor(row.opcode)) return this.#run(row, command);
+    return this.#acquireThenRun(alua, row, command);
+  }
+
+  async #acquireThenRun(alua: AluaState, row: OpcodeRow, command: ScsiCommand): Promise<void> {
+    try {
+      await alua.acquireImplicitly();
+    } catch (error) {
+      // A live gateway owns the lock: not done, retryable, and the initiator moves to the
+      // optimized path (its I/O only comes here after that path failed, so this is rare).
+      if (error instanceof BackstoreError && error.kind === "unavailable") return this.fail(command, sense.NOT_READY_ASYMMETRIC_ACCESS_STATE_TRANSITION);
+      return this.failFromBackstore(command, error);
+    }
+    await this.#run(row, command);
+  }
+
+  /** Whether some row of `opcode` exists on this unit (its `supported` says yes); error path only. */
+  #servesOpcode(opcode: number): boolean {
+    if (!this.table.hasOpcode(opcode)) return false;
+    return this.table.rows.some((row) => row.opcode === opcode && (row.supported === undefined || row.supported(this)));
   }
 
   failInternally(command: ScsiCommand): void {

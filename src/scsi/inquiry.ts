@@ -16,6 +16,8 @@ const EVPD_BIT = 0x01;
 /** CMDDT (byte 1 bit 1) is obsolete; SPC-3 7.6.1 says a unit without it refuses the bit. */
 const CMDDT_BIT = 0x02;
 /** Version descriptors (SPC-4 table 146): SAM-5, SPC-4, SBC-3. */
+/** Standard data byte 5 bits 5..4: TPGS. */
+const TPGS_IMPLICIT_AND_EXPLICIT = 0x30;
 const VERSION_DESCRIPTORS = [0x00a0, 0x0460, 0x04c0] as const;
 
 function inquiry(device: LogicalUnit, command: ScsiCommand): void {
@@ -45,6 +47,9 @@ function standardInquiry(device: LogicalUnit): number {
   data[4] = STANDARD_INQUIRY_BYTES - 5;
   // 3PC: EXTENDED COPY is served (derived from the table, so the bit cannot lie).
   if (device.table.rowFor(EXTENDED_COPY, EXTENDED_COPY_LID1) !== undefined) data[5] = 0x08;
+  // TPGS 11b (SPC-4 6.6.2): implicit and explicit ALUA, when the unit has target port groups —
+  // implicit because the medium's lock moves by itself, explicit through SET TARGET PORT GROUPS.
+  if (device.alua !== undefined) data[5]! |= TPGS_IMPLICIT_AND_EXPLICIT;
   data[7] = 0x02; // CMDQUE: the ring takes many commands at once
   putAscii(data, 8, 8, identity.vendor);
   putAscii(data, 16, 16, identity.product);

@@ -78,6 +78,57 @@ export interface CommandCatalog {
 }
 
 /**
+ * SPC-4 5.15.2: the target port asymmetric access states a group is reported in. The type lives
+ * here, with the unit, so LogicalUnit can name the ALUA state without importing alua.ts (which
+ * re-exports it with the rest of the ALUA types).
+ */
+export type AluaAccessState = "active-optimized" | "active-non-optimized" | "standby" | "unavailable" | "transitioning";
+
+/** One target port group as REPORT TARGET PORT GROUPS describes it (SPC-4 6.37). */
+export interface TargetPortGroupStatus {
+  /** TARGET PORT GROUP, and the relative target port identifier of its one port. */
+  readonly id: number;
+  readonly state: AluaAccessState;
+  /** PREF: the configured preference. */
+  readonly preferred: boolean;
+  /** STATUS CODE (SPC-4 table 170): 0 none, 1 altered by SET TARGET PORT GROUPS, 2 implicitly. */
+  readonly statusCode: number;
+}
+
+/** One descriptor of SET TARGET PORT GROUPS, decoded and checked (a known group, a settable state). */
+export interface TargetPortGroupChange {
+  readonly id: number;
+  readonly state: AluaAccessState;
+}
+
+/**
+ * A unit's ALUA as its commands see it (alua.ts AluaState implements it): INQUIRY, VPD 0x83 and
+ * the target port group commands read and change it through these members only.
+ */
+export interface UnitAlua {
+  /** This gateway's target port group; its one port's relative target port identifier too. */
+  readonly localGroupId: number;
+  /** PROTOCOL IDENTIFIER of the target port designators (SPC-4 7.6.1). */
+  readonly protocolIdentifier: number;
+  /** RTPG extended header IMPLICIT TRANSITION TIME, in seconds. */
+  readonly implicitTransitionSeconds: number;
+  /** The local group's current state, the one the access checks use. */
+  readonly localState: AluaAccessState;
+  /** How many times the local group's state changed (a counter for metrics). */
+  readonly transitions: number;
+  /** Whether this gateway holds the medium's lock; undefined for a medium without one. */
+  readonly ownsMedium: boolean | undefined;
+  /** Whether SET TARGET PORT GROUPS may name this group. */
+  hasGroup(id: number): boolean;
+  /** Every group, sorted by id, in its current state, without asking the medium who owns it. */
+  groupStates(): readonly TargetPortGroupStatus[];
+  /** Every group, sorted by id, as every gateway reports it (REPORT TARGET PORT GROUPS). */
+  report(): Promise<readonly TargetPortGroupStatus[]>;
+  /** Explicit transitions (SET TARGET PORT GROUPS); rejects as the medium's lock does. */
+  setStates(changes: readonly TargetPortGroupChange[]): Promise<void>;
+}
+
+/**
  * The unit a command runs on (ScsiDevice implements it): what the handlers of the command
  * family files read, change and call — nothing else. It is a CopyUnit too: the receiving unit
  * may be the source or destination of its own EXTENDED COPY.
@@ -102,6 +153,8 @@ export interface LogicalUnit extends CopyUnit {
   writeCacheEnabled: boolean;
   /** START STOP UNIT sets and clears it. */
   stopped: boolean;
+  /** Target port groups (alua.ts AluaState), when the device is configured with ALUA. */
+  readonly alua?: UnitAlua;
   /** Takes the oldest pending unit attention, if any (REQUEST SENSE). */
   takeUnitAttention(): SenseReason | undefined;
   /** CHECK CONDITION with this reason, in the unit's sense format; no Data-In. */

@@ -45,6 +45,30 @@ export const NOT_READY_INITIALIZING_COMMAND_REQUIRED = reason(
  * past its timeout): the command was not done, and Linux's sd retries this ASC/ASCQ.
  */
 export const NOT_READY_BECOMING_READY = reason("LOGICAL UNIT IS IN PROCESS OF BECOMING READY", SENSE_KEY_NOT_READY, 0x04, 0x01);
+/**
+ * ALUA (SPC-4 5.15.2): the target port group is changing state (ours is taking the medium's lock,
+ * or another gateway holds it). Not done; initiators retry it, on this path or another.
+ */
+export const NOT_READY_ASYMMETRIC_ACCESS_STATE_TRANSITION = reason(
+  "LOGICAL UNIT NOT ACCESSIBLE, ASYMMETRIC ACCESS STATE TRANSITION",
+  SENSE_KEY_NOT_READY,
+  0x04,
+  0x0a,
+);
+/** SPC-4 5.15.2.4: a standby target port group refuses all but a few commands. */
+export const NOT_READY_TARGET_PORT_STANDBY = reason(
+  "LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE",
+  SENSE_KEY_NOT_READY,
+  0x04,
+  0x0b,
+);
+/** SPC-4 5.15.2.5: an unavailable target port group refuses all but even fewer commands. */
+export const NOT_READY_TARGET_PORT_UNAVAILABLE = reason(
+  "LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN UNAVAILABLE STATE",
+  SENSE_KEY_NOT_READY,
+  0x04,
+  0x0c,
+);
 export const INVALID_COMMAND_OPERATION_CODE = reason("INVALID COMMAND OPERATION CODE", SENSE_KEY_ILLEGAL_REQUEST, 0x20, 0x00);
 export const LBA_OUT_OF_RANGE = reason("LOGICAL BLOCK ADDRESS OUT OF RANGE", SENSE_KEY_ILLEGAL_REQUEST, 0x21, 0x00);
 export const INVALID_FIELD_IN_CDB = reason("INVALID FIELD IN CDB", SENSE_KEY_ILLEGAL_REQUEST, 0x24, 0x00);
@@ -91,6 +115,8 @@ export const LOGICAL_UNIT_COMMUNICATION_FAILURE = reason(
 );
 export const CAPACITY_DATA_HAS_CHANGED = reason("CAPACITY DATA HAS CHANGED", SENSE_KEY_UNIT_ATTENTION, 0x2a, 0x09);
 export const MODE_PARAMETERS_CHANGED = reason("MODE PARAMETERS CHANGED", SENSE_KEY_UNIT_ATTENTION, 0x2a, 0x01);
+/** SPC-4 5.15.2.7: this gateway's target port group changed state without being told to. */
+export const ASYMMETRIC_ACCESS_STATE_CHANGED = reason("ASYMMETRIC ACCESS STATE CHANGED", SENSE_KEY_UNIT_ATTENTION, 0x2a, 0x06);
 export const POWER_ON_OR_RESET = reason("POWER ON, RESET, OR BUS DEVICE RESET OCCURRED", SENSE_KEY_UNIT_ATTENTION, 0x29, 0x00);
 export const COMMAND_ABORTED = reason("COMMAND ABORTED", SENSE_KEY_ABORTED_COMMAND, 0x00, 0x00);
 export const COPY_TARGET_DEVICE_NOT_REACHABLE = reason("COPY TARGET DEVICE NOT REACHABLE", SENSE_KEY_COPY_ABORTED, 0x0d, 0x02);

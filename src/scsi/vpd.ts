@@ -68,8 +68,10 @@ function unitSerialNumber(device: LogicalUnit, data: Uint8Array): number {
 /**
  * SPC-4 7.8.6: the logical unit's NAA IEEE Registered Extended designator (binary, association
  * LU, type 3 — what EXTENDED COPY and udev's wwn- links use), then a T10 vendor ID designator
- * "VENDOR  PRODUCT:SERIAL" as spc_emulate_evpd_83() builds it. The kernel adds target port
- * designators here; the port is the kernel's business and is not known to a TCMU handler.
+ * "VENDOR  PRODUCT:SERIAL" as spc_emulate_evpd_83() builds it. With ALUA, the relative target
+ * port and target port group designators follow: the port is the kernel's business and not
+ * known to a TCMU handler, so they name the gateway's group and its one port (docs/ha.md), which
+ * is all a multipath layer needs to match paths to RTPG's groups.
  */
 function deviceIdentification(device: LogicalUnit, data: Uint8Array): number {
   let at = 4;
@@ -90,8 +92,33 @@ function deviceIdentification(device: LogicalUnit, data: Uint8Array): number {
   data[at + 3] = designatorLength;
   at += 4 + designatorLength;
 
+  const alua = device.alua;
+  if (alua !== undefined) {
+    // The relative target port identifier of the group's one port is the group id.
+    at = putTargetPortDesignator(data, at, alua.protocolIdentifier, DESIGNATOR_RELATIVE_TARGET_PORT, alua.localGroupId);
+    at = putTargetPortDesignator(data, at, alua.protocolIdentifier, DESIGNATOR_TARGET_PORT_GROUP, alua.localGroupId);
+  }
+
   putU16(data, 2, at - 4);
   return at;
+}
+
+/** DESIGNATOR TYPE (SPC-4 table 459) of the target port designators. */
+const DESIGNATOR_RELATIVE_TARGET_PORT = 0x4;
+const DESIGNATOR_TARGET_PORT_GROUP = 0x5;
+const TARGET_PORT_DESIGNATOR_LENGTH = 4;
+
+/**
+ * SPC-4 7.8.6.6 and 7.8.6.7 as spc_emulate_evpd_83() lays them out: PROTOCOL IDENTIFIER with
+ * CODE SET binary, PIV=1 (the protocol identifier is valid), ASSOCIATION target port (01b), the
+ * type, then 2 reserved (obsolete) bytes and the 16-bit identifier. Returns the next offset.
+ */
+function putTargetPortDesignator(data: Uint8Array, at: number, protocolIdentifier: number, type: number, value: number): number {
+  data[at] = (protocolIdentifier << 4) | 0x01;
+  data[at + 1] = 0x80 | 0x10 | type;
+  data[at + 3] = TARGET_PORT_DESIGNATOR_LENGTH;
+  putU16(data, at + 6, value);
+  return at + 4 + TARGET_PORT_DESIGNATOR_LENGTH;
 }
 
 /**

@@ -4,10 +4,11 @@
 // ring engine, SCSI unit and backstore (src/data-plane/). attach() brings it up;
 // resize()/reopen()/setWriteCache() apply a RECONFIG_DEVICE; detach() drains and releases it.
 import type { DataPlanePool, DataPlaneWorker } from "../data-plane/pool.ts";
-import { newStatsBuffer, RingStatsReader, UnitStateReader } from "../data-plane/device-stats.ts";
+import { AluaGaugesReader, newStatsBuffer, RingStatsReader, UnitStateReader } from "../data-plane/device-stats.ts";
 import type { StoreSummary } from "../data-plane/protocol.ts";
 import { DeviceMetrics } from "../metrics/device-metrics.ts";
 import type { RingLogger } from "../ring/engine.ts";
+import type { AluaAccessState } from "../scsi/alua.ts";
 import type { TcmuDeviceInfo } from "../uio/discover.ts";
 import { UioDevice } from "../uio/uio-device.ts";
 import { recoverRing, type RecoveryResult, type RingActions } from "./ring-recovery.ts";
@@ -31,6 +32,8 @@ export interface AttachOptions {
   actions?: RingActions;
   /** MODE SELECT changed WCE: the control plane mirrors it into attrib/emulate_write_cache. */
   onWriteCacheChange?: (device: AttachedDevice, enabled: boolean) => void;
+  /** Its ALUA group changed state on the worker: the control plane mirrors it into configfs. */
+  onAluaChange?: (device: AttachedDevice, state: AluaAccessState) => void;
   /**
    * The backstore config the store is opened from when it is not the dev_config path itself (a
    * tcmu-runner config string under --compat, translated); default info.configPath.
@@ -56,6 +59,8 @@ export class AttachedDevice {
   readonly engine: RingStatsReader;
   /** The SCSI unit's state as its worker publishes it (stopped, write cache). */
   readonly unit: UnitStateReader;
+  /** Its ALUA group's state, lock ownership and transitions as its worker publishes them. */
+  readonly alua: AluaGaugesReader;
   readonly worker: DataPlaneWorker;
   readonly #token: number;
   readonly #options: AttachOptions;
@@ -76,6 +81,7 @@ export class AttachedDevice {
     this.metrics = new DeviceMetrics(stats, 0);
     this.engine = new RingStatsReader(stats);
     this.unit = new UnitStateReader(stats);
+    this.alua = new AluaGaugesReader(stats);
     this.metrics.ringResets = recovery.resetBytes > 0 ? 1 : 0;
   }
 
@@ -93,6 +99,7 @@ export class AttachedDevice {
         gone: (reason) => holder.device !== undefined && options.onGone(holder.device, reason),
         released: (reason) => holder.device?.releasedByWorker(reason),
         writeCacheChanged: (enabled) => holder.device !== undefined && options.onWriteCacheChange?.(holder.device, enabled),
+        aluaChanged: (state) => holder.device !== undefined && options.onAluaChange?.(holder.device, state),
       });
       const attributes = info.attributes;
       const store = await worker.attach({
@@ -106,6 +113,7 @@ export class AttachedDevice {
           hwMaxSectors: attributes.hwMaxSectors,
           writeCacheEnabled: attributes.emulateWriteCache,
           unitSerial: attributes.unitSerial,
+          alua: info.alua,
           allowedRoots: options.allowedRoots,
         },
         waitFd: uio.fd,

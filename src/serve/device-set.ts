@@ -4,10 +4,12 @@
 import { join } from "node:path";
 import type { DataPlanePool } from "../data-plane/pool.ts";
 import { EAGAIN, EBUSY, EINTR, ENODEV, ENOENT, SystemCallError } from "../libc/errno.ts";
+import { setAluaGroupState } from "../configfs/alua-groups.ts";
 import type { ConfigfsIo } from "../configfs/io.ts";
 import type { OtherDaemon } from "../configfs/other-daemons.ts";
 import { formatBytes } from "../cli/format.ts";
 import type { RingLogger } from "../ring/engine.ts";
+import type { AluaAccessState } from "../scsi/alua.ts";
 import { parseUioName, type SystemRoots, type TcmuDeviceInfo } from "../uio/discover.ts";
 import { AttachedDevice } from "./attached-device.ts";
 import { describeDeviceAsync, discoverDevicesAsync } from "./discover-async.ts";
@@ -200,6 +202,7 @@ export class DeviceSet {
           onGone: (gone, reason) => void this.detach(gone, reason, { destroy: true }),
           onReleased: (released, reason) => void this.#reattach(released, reason),
           onWriteCacheChange: (changed, enabled) => this.#mirrorWriteCache(changed, enabled),
+          onAluaChange: (changed, state) => this.#mirrorAluaState(changed, state),
           backstoreConfig: this.options.claims.backstoreConfig(info.subtype, info.configPath),
         });
       } catch (error) {
@@ -228,6 +231,22 @@ export class DeviceSet {
     const path = join(device.info.configfsDir, "attrib", "emulate_write_cache");
     this.options.io.writeAttribute(path, enabled ? 1 : 0).catch((error: unknown) => {
       this.options.log.warn(`${device.info.deviceName}: mirroring WCE=${enabled ? 1 : 0} to configfs failed: ${String(error)}`);
+    });
+  }
+
+  /**
+   * Its ALUA group changed state (the medium's lock taken or lost, SET TARGET PORT GROUPS):
+   * mirrored into the group's configfs alua_access_state, so the kernel's own access check, the
+   * unit attentions it raises per I_T nexus, `list` and targetcli agree with what we report.
+   * "transitioning" is not mirrored: the kernel would refuse the very I/O that completes it.
+   */
+  #mirrorAluaState(device: AttachedDevice, state: AluaAccessState): void {
+    const alua = device.info.alua;
+    const group = alua?.groups.find((candidate) => candidate.id === alua.localGroupId);
+    if (group === undefined || state === "transitioning") return;
+    this.options.log.info(`${device.info.deviceName}: ALUA group ${group.name} (id ${group.id}) is now ${state}`);
+    setAluaGroupState(this.options.io, device.info.configfsDir, group.name, state).catch((error: unknown) => {
+      this.options.log.warn(`${device.info.deviceName}: mirroring ALUA state ${state} of ${group.name} to configfs failed: ${String(error)}`);
     });
   }
 

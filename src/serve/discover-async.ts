@@ -6,6 +6,7 @@
 // read then fails with ENOENT.
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { deviceAluaFrom, readAluaGroups } from "../configfs/alua-groups.ts";
 import type { ConfigfsIo } from "../configfs/io.ts";
 import { configfsDeviceDir, parseUioName, type DeviceAttributes, type SystemRoots, type TcmuDeviceInfo, type UioName } from "../uio/discover.ts";
 
@@ -71,7 +72,9 @@ export async function describeDeviceAsync(uio: string, name: UioName, roots: Sys
   const configfsDir = configfsDeviceDir(roots, name.hbaId, name.deviceName);
   const attributes = await readAttributesAsync(configfsDir, io);
   if (attributes === undefined) return undefined;
-  return { ...name, uio, devicePath: join(roots.dev, uio), mapSizeBytes: Number.parseInt(mapSize, 16), configfsDir, attributes };
+  // The ALUA groups (configfs alua/*): who this gateway is in REPORT TARGET PORT GROUPS.
+  const alua = deviceAluaFrom(await readAluaGroups(io, configfsDir));
+  return { ...name, uio, devicePath: join(roots.dev, uio), mapSizeBytes: Number.parseInt(mapSize, 16), configfsDir, attributes, ...(alua === undefined ? {} : { alua }) };
 }
 
 /**

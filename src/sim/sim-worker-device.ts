@@ -3,10 +3,11 @@
 // its interrupt is a 4-byte write to a pipe the worker's epoll watches, and the worker's doorbell
 // is a 4-byte write to a second pipe that a wait thread here turns into sim.doorbell(). Used by
 // the data-plane tests and `bench --devices N --threads M`.
-import { newStatsBuffer, RingStatsReader, UnitStateReader } from "../data-plane/device-stats.ts";
+import { AluaGaugesReader, newStatsBuffer, RingStatsReader, UnitStateReader } from "../data-plane/device-stats.ts";
 import type { DataPlanePool, DataPlaneWorker } from "../data-plane/pool.ts";
 import type { DeviceSpec, StoreSummary } from "../data-plane/protocol.ts";
 import * as libc from "../libc/libc.ts";
+import type { AluaAccessState } from "../scsi/alua.ts";
 import { DeviceMetrics } from "../metrics/device-metrics.ts";
 import { Waiter } from "../uio/waiter.ts";
 import { KernelSim, type Completion, type KernelSimOptions, type SubmitOptions } from "./kernel-sim.ts";
@@ -28,8 +29,12 @@ export class SimWorkerDevice {
   readonly engine: RingStatsReader;
   /** The SCSI unit's state as its worker publishes it (stopped, write cache). */
   readonly unit: UnitStateReader;
+  /** Its ALUA group as the worker publishes it. */
+  readonly alua: AluaGaugesReader;
   readonly store: StoreSummary;
   readonly released: string[] = [];
+  /** The ALUA states the worker reported, in order (what serve mirrors into configfs). */
+  readonly aluaChanges: AluaAccessState[] = [];
   readonly blockSizeBytes: number;
   readonly #token: number;
   readonly #pipes: number[];
@@ -42,6 +47,7 @@ export class SimWorkerDevice {
     this.metrics = new DeviceMetrics(stats, 0);
     this.engine = new RingStatsReader(stats);
     this.unit = new UnitStateReader(stats);
+    this.alua = new AluaGaugesReader(stats);
     this.store = store;
     this.blockSizeBytes = blockSizeBytes;
     this.#pipes = pipes;
@@ -65,6 +71,7 @@ export class SimWorkerDevice {
         options.onReleased?.(reason);
       },
       writeCacheChanged: () => {},
+      aluaChanged: (state) => holder.device?.aluaChanges.push(state),
     });
     simDevices += 1;
     const name = options.name ?? `sim${simDevices}`;

@@ -3,6 +3,7 @@
 // target/core/user_<hba>/<name>. Only devices of our subtype are claimed.
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { ALUA_DEFAULT_GROUP, ALUA_GROUP_FILES, aluaGroupFromTexts, deviceAluaFrom, type AluaGroupReading, type AluaGroupTexts, type DeviceAlua } from "../configfs/alua-groups.ts";
 
 export const TCM_USER_PREFIX = "tcm-user";
 export const DEFAULT_SUBTYPE = "appliance";
@@ -42,6 +43,11 @@ export interface TcmuDeviceInfo extends UioName {
   mapSizeBytes: number;
   configfsDir: string;
   attributes: DeviceAttributes;
+  /**
+   * The device's ALUA target port groups (configfs alua/*), read at attach; undefined when no
+   * group but the kernel's default has a LUN of this device as a member.
+   */
+  alua?: DeviceAlua;
 }
 
 /** Splits a UIO name; undefined when it is not a TCMU device name. */
@@ -82,6 +88,7 @@ export function describeDevice(uio: string, name: UioName, roots: SystemRoots = 
   const mapSize = readText(join(roots.sysfs, "class", "uio", uio, "maps", "map0", "size"));
   if (mapSize === undefined) return undefined;
   const configfsDir = configfsDeviceDir(roots, name.hbaId, name.deviceName);
+  const alua = deviceAluaFrom(readAluaGroupsSync(configfsDir));
   return {
     ...name,
     uio,
@@ -89,7 +96,26 @@ export function describeDevice(uio: string, name: UioName, roots: SystemRoots = 
     mapSizeBytes: Number.parseInt(mapSize, 16),
     configfsDir,
     attributes: readAttributes(configfsDir),
+    ...(alua === undefined ? {} : { alua }),
   };
+}
+
+/** configfs/alua-groups.ts's readAluaGroups(), synchronously. */
+export function readAluaGroupsSync(configfsDir: string): AluaGroupReading[] {
+  let names: string[];
+  try {
+    names = readdirSync(join(configfsDir, "alua")).sort();
+  } catch {
+    return [];
+  }
+  const groups: AluaGroupReading[] = [];
+  for (const name of names) {
+    if (name === ALUA_DEFAULT_GROUP) continue;
+    const texts: AluaGroupTexts = {};
+    for (const file of ALUA_GROUP_FILES) texts[file] = readText(join(configfsDir, "alua", name, file));
+    if (texts.tg_pt_gp_id !== undefined) groups.push(aluaGroupFromTexts(name, texts));
+  }
+  return groups;
 }
 
 export function readAttributes(configfsDir: string): DeviceAttributes {

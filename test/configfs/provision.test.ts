@@ -28,7 +28,7 @@ afterEach(() => {
 const CHAP = { user: "alice", password: "correct-horse-battery" };
 
 function spec(name: string, exports: DeviceSpec["exports"] = []): DeviceSpec {
-  return { name, backstore: "ram", sizeBytes: 64 * 1024 ** 2, blockSizeBytes: 512, writeCache: false, hwMaxSectors: 1024, maxDataAreaMb: 64, cmdTimeOutSeconds: 30, exports };
+  return { name, backstore: "ram", sizeBytes: 64 * 1024 ** 2, blockSizeBytes: 512, writeCache: false, hwMaxSectors: 1024, maxDataAreaMb: 64, cmdTimeOutSeconds: 30, exports, aluaPeers: [] };
 }
 
 function iscsi(overrides: Partial<IscsiExportSpec>): IscsiExportSpec {

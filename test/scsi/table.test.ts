@@ -29,7 +29,9 @@ describe("opcode table", () => {
   });
 
   test("every row dispatches: a CDB with the row's opcode never answers INVALID COMMAND OPERATION CODE", async () => {
-    device = simDevice();
+    // With ALUA, so that the target port group rows are served too.
+    const alua = { groups: [{ id: 1, name: "a", state: "active-optimized" as const, preferred: true }], localGroupId: 1, protocolIdentifier: 6 };
+    device = simDevice({ scsi: { alua } });
     for (const row of ALL_COMMANDS) {
       const cdb = new Uint8Array(row.usage.length);
       cdb[0] = row.opcode;

@@ -12,8 +12,9 @@ BUN_VERSION=1.4.5
 # and iSCSI guest scripts (initiator, /metrics scrape, loopback up); libiscsi-bin: the conformance
 # suite (iscsi-test-cu, scripts/vm/guest/conformance.sh); chromium, fonts-dejavu-core: the status
 # page's headless-browser test (test/status/status-page.test.ts); ceph-mon, ceph-osd, ceph-common,
-# uuid-runtime: the throwaway Ceph cluster the rbd tests start (scripts/ceph/test-cluster.sh).
-APT_PACKAGES=(qemu-system-x86 busybox-static kmod cpio sg3-utils fio e2fsprogs qemu-utils util-linux ca-certificates tcmu-runner jq open-iscsi curl iproute2 libiscsi-bin chromium fonts-dejavu-core ceph-mon ceph-osd ceph-common uuid-runtime)
+# uuid-runtime: the throwaway Ceph cluster the rbd tests start (scripts/ceph/test-cluster.sh);
+# multipath-tools: dm-multipath over two gateways in the HA guest script (scripts/vm/guest/ha.sh).
+APT_PACKAGES=(qemu-system-x86 busybox-static kmod cpio sg3-utils fio e2fsprogs qemu-utils util-linux ca-certificates tcmu-runner jq open-iscsi curl iproute2 libiscsi-bin chromium fonts-dejavu-core ceph-mon ceph-osd ceph-common uuid-runtime multipath-tools)
 
 if [ -z "${SETUP_SKIP_APT:-}" ]; then
 	missing=()
@@ -28,6 +29,11 @@ if [ -z "${SETUP_SKIP_APT:-}" ]; then
 		apt-get install -y -q --no-install-recommends "${missing[@]}"
 	fi
 fi
+
+# The real-kernel VM shares this machine's / read-only and mounts the guest kernel's modules on
+# /lib/modules inside it (scripts/vm/init.sh), for libkmod users such as tcmu-runner; a container
+# image may have no /lib/modules to mount on.
+if [ ! -d /lib/modules ] && [ "$(id -u)" = 0 ]; then mkdir -p /lib/modules; fi
 
 if ! command -v bun >/dev/null 2>&1 || [ "$(bun --version)" != "$BUN_VERSION" ]; then
 	echo "setup: installing bun $BUN_VERSION from the npm registry"

@@ -69,6 +69,8 @@ if [ -n "$ktree" ] && [ -d "$R$ktree/lib/modules/$kver" ] && [ -d $R/lib/modules
 	mount -t tmpfs -o mode=755 tmpfs $R/lib/modules
 	mkdir -p "$R/lib/modules/$kver"
 	mount -o bind,ro "$R$ktree/lib/modules/$kver" "$R/lib/modules/$kver"
+elif [ ! -d $R/lib/modules ]; then
+	echo "vm-init: the host has no /lib/modules to mount the guest's modules on (scripts/setup.sh makes it): libkmod users such as tcmu-runner will not find them"
 fi
 
 # Optional writable share for results (run-vm.sh VM_OUT_DIR).

@@ -71,8 +71,8 @@ export class RingStatsWriter {
   }
 
   /**
-   * The unit's ALUA group, its state (ALUA_STATE_CODES) and whether this gateway holds the
-   * medium's lock (undefined: the medium has none). Plain numbers: this runs after every batch.
+   * The unit's ALUA group (0: none), its state (ALUA_STATE_CODES) and whether this gateway holds
+   * the medium's lock (undefined: the medium has none). Plain numbers: this runs after every batch.
    */
   publishAlua(groupId: number, stateCode: number, ownsMedium: boolean | undefined, transitions: number): void {
     const words = this.#words;

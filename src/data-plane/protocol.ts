@@ -67,6 +67,8 @@ export type ControlRequest =
   | { type: "resize"; id: number; token: number; sizeBytes: number }
   | { type: "reopen"; id: number; token: number; configPath: string; sizeBytes: number }
   | { type: "write-cache"; id: number; token: number; enabled: boolean }
+  /** The device's ALUA groups changed in configfs (created after attach, or edited): serve them. */
+  | { type: "alua-config"; id: number; token: number; config?: AluaConfig }
   | { type: "detach"; id: number; token: number; destroy: boolean }
   /** Test hook: the device's next batch throws, as a bug in the data path would. */
   | { type: "inject-fault"; id: number; token: number }

@@ -10,7 +10,7 @@ import { SystemCallError } from "../libc/errno.ts";
 import { AccountingExecutor } from "../metrics/accounting-executor.ts";
 import { DeviceMetrics } from "../metrics/device-metrics.ts";
 import { dataAreaBytesOf, RingEngine, type RingLogger } from "../ring/engine.ts";
-import { ALUA_STATE_CODES, type AluaAccessState } from "../scsi/alua.ts";
+import { ALUA_STATE_CODES, type AluaAccessState, type AluaConfig } from "../scsi/alua.ts";
 import { DEFAULT_IDENTITY, ScsiDevice } from "../scsi/device.ts";
 import { IoBuffer } from "../scsi/io-buffer.ts";
 import { settle } from "../scsi/locked-io.ts";
@@ -120,6 +120,7 @@ export class ServedUnit {
     this.#statsWriter.publishUnit(this.#scsi);
     const alua = this.#scsi.alua;
     if (alua !== undefined) this.#statsWriter.publishAlua(this.spec.alua!.localGroupId, ALUA_STATE_CODES[alua.localState], alua.ownsMedium, alua.transitions);
+    else this.#statsWriter.publishAlua(0, 0, undefined, 0);
   }
 
   /**
@@ -274,6 +275,28 @@ export class ServedUnit {
   async setWriteCache(enabled: boolean): Promise<void> {
     if (!enabled && this.#scsi.writeCacheEnabled) await this.#backstore.flush();
     this.#scsi.writeCacheEnabled = enabled;
+  }
+
+  /**
+   * Serves the device with these ALUA groups from now on (`create` makes them after enable, so
+   * after we attached; an administrator may edit them). Running commands finish first; the new
+   * unit keeps the old one's state, as after a reopen, over the same store.
+   */
+  async setAlua(config: AluaConfig | undefined): Promise<void> {
+    while (this.#reopening !== undefined) await this.#reopening;
+    let done!: () => void;
+    this.#reopening = new Promise((resolve) => (done = resolve));
+    try {
+      await this.#executor.quiesce();
+      await this.#peerIoSettled();
+      this.spec.alua = config;
+      this.#swap(this.#backstore, this.#configPath, this.#scsi.sizeBytes);
+      this.#hooks.logger.info(config === undefined ? "ALUA groups gone: TPGS 0" : `ALUA: group ${config.localGroupId} of ${config.groups.map((group) => `${group.name}=${group.id}`).join(", ")}`);
+    } finally {
+      this.#executor.resume(this.#scsi);
+      this.#reopening = undefined;
+      done();
+    }
   }
 
   /** Finishes everything posted (the worker no longer waits on the device), flushes, closes. */

@@ -289,6 +289,9 @@ export class WorkerLoop {
       case "write-cache":
         await unit.setWriteCache(request.enabled);
         return undefined;
+      case "alua-config":
+        await unit.setAlua(request.config);
+        return undefined;
       case "detach":
         return this.#detach(unit, request.destroy);
       case "inject-fault":

@@ -1,20 +1,17 @@
 // Asymmetric logical unit access (SPC-4 5.15): the target port groups of a logical unit that
 // several gateways export, their states, which commands each state lets through, and the
-// transitions — implicit (the medium's lock taken by the first read or write, or lost to another
+// transitions — implicit (the medium's lock taken by the first write, or lost to another
 // gateway) and explicit (SET TARGET PORT GROUPS). docs/ha.md is the design. The commands that
 // report and set the states are in target-port-groups.ts; ScsiDevice.execute() applies the access
 // checks and starts implicit acquisitions.
 import { BackstoreError, type MediumOwnership } from "../../backstores/types.ts";
 import type { AluaAccessState, TargetPortGroupChange, TargetPortGroupStatus, UnitAlua } from "./logical-unit.ts";
-import {
-  ASYMMETRIC_ACCESS_STATE_CHANGED,
-  NOT_READY_ASYMMETRIC_ACCESS_STATE_TRANSITION,
-  NOT_READY_TARGET_PORT_STANDBY,
-  NOT_READY_TARGET_PORT_UNAVAILABLE,
-  type SenseReason,
-} from "./sense.ts";
+import { WRITE_OPCODES } from "./alua-access.ts";
+import { ASYMMETRIC_ACCESS_STATE_CHANGED, type SenseReason } from "./sense.ts";
 
 export type { AluaAccessState, TargetPortGroupChange, TargetPortGroupStatus } from "./logical-unit.ts";
+// Which commands each state lets through is a table of its own; the unit reads it from here.
+export { accessRefusal, STANDBY_ALLOWS, TRANSITIONING_ALLOWS, UNAVAILABLE_ALLOWS, WRITES_TAKING_LOCK } from "./alua-access.ts";
 
 /** ASYMMETRIC ACCESS STATE codes (SPC-4 table 171). */
 export const ALUA_STATE_CODES: Record<AluaAccessState, number> = {
@@ -72,117 +69,6 @@ export interface AluaConfig {
   implicitTransitionSeconds?: number;
 }
 
-/** A command a state lets through: an opcode, or one service action of a service-action opcode. */
-interface AllowedCommand {
-  readonly opcode: number;
-  readonly serviceAction?: number;
-  readonly name: string;
-}
-
-const INQUIRY: AllowedCommand = { opcode: 0x12, name: "INQUIRY" };
-const REPORT_LUNS: AllowedCommand = { opcode: 0xa0, name: "REPORT LUNS" };
-const REQUEST_SENSE: AllowedCommand = { opcode: 0x03, name: "REQUEST SENSE" };
-const READ_BUFFER: AllowedCommand = { opcode: 0x3c, name: "READ BUFFER" };
-const WRITE_BUFFER: AllowedCommand = { opcode: 0x3b, name: "WRITE BUFFER" };
-const REPORT_TARGET_PORT_GROUPS: AllowedCommand = { opcode: 0xa3, serviceAction: 0x0a, name: "REPORT TARGET PORT GROUPS" };
-const SET_TARGET_PORT_GROUPS: AllowedCommand = { opcode: 0xa4, serviceAction: 0x0a, name: "SET TARGET PORT GROUPS" };
-
-/**
- * SPC-4 5.15.2.4.4 as core_alua_state_standby() reads it: a standby port answers what a path
- * checker and a management client need, and touches no data. Of SERVICE ACTION IN(16) only READ
- * CAPACITY(16), of MAINTENANCE IN only REPORT TARGET PORT GROUPS.
- */
-export const STANDBY_ALLOWS: readonly AllowedCommand[] = [
-  INQUIRY,
-  { opcode: 0x4c, name: "LOG SELECT" },
-  { opcode: 0x4d, name: "LOG SENSE" },
-  { opcode: 0x15, name: "MODE SELECT(6)" },
-  { opcode: 0x1a, name: "MODE SENSE(6)" },
-  { opcode: 0x55, name: "MODE SELECT(10)" },
-  { opcode: 0x5a, name: "MODE SENSE(10)" },
-  REPORT_LUNS,
-  { opcode: 0x1c, name: "RECEIVE DIAGNOSTIC RESULTS" },
-  { opcode: 0x1d, name: "SEND DIAGNOSTIC" },
-  { opcode: 0x9e, serviceAction: 0x10, name: "READ CAPACITY(16)" },
-  REPORT_TARGET_PORT_GROUPS,
-  SET_TARGET_PORT_GROUPS,
-  REQUEST_SENSE,
-  { opcode: 0x5e, name: "PERSISTENT RESERVE IN" },
-  { opcode: 0x5f, name: "PERSISTENT RESERVE OUT" },
-  READ_BUFFER,
-  WRITE_BUFFER,
-];
-
-/** SPC-4 5.15.2.4.5, core_alua_state_unavailable(): fewer still — no mode or log pages. */
-export const UNAVAILABLE_ALLOWS: readonly AllowedCommand[] = [
-  INQUIRY,
-  REPORT_LUNS,
-  REPORT_TARGET_PORT_GROUPS,
-  SET_TARGET_PORT_GROUPS,
-  REQUEST_SENSE,
-  READ_BUFFER,
-  WRITE_BUFFER,
-];
-
-/**
- * SPC-4 5.15.2.6, core_alua_state_transition(): while the group changes state it cannot take a
- * further SET TARGET PORT GROUPS either.
- */
-export const TRANSITIONING_ALLOWS: readonly AllowedCommand[] = [
-  INQUIRY,
-  REPORT_LUNS,
-  REPORT_TARGET_PORT_GROUPS,
-  REQUEST_SENSE,
-  READ_BUFFER,
-  WRITE_BUFFER,
-];
-
-/**
- * Medium access rows that are path probes, not I/O: they never take the medium's lock (docs/ha.md
- * — probing that moved the lock made tcmu-runner's gateways ping-pong, tcmu-runner#341).
- */
-export const PROBES_WITHOUT_ACQUISITION: readonly AllowedCommand[] = [
-  { opcode: 0x00, name: "TEST UNIT READY" },
-  { opcode: 0x01, name: "REZERO UNIT" },
-  { opcode: 0x0b, name: "SEEK(6)" },
-  { opcode: 0x2b, name: "SEEK(10)" },
-];
-
-/** Opcodes whose byte 1 carries a service action among the lists above (table.ts has them all). */
-const SERVICE_ACTION_OPCODES: ReadonlySet<number> = new Set([0x9e, 0xa3, 0xa4]);
-
-/** A list as a set of keys: the opcode, or 0x10000 | opcode << 8 | service action. */
-function keysOf(list: readonly AllowedCommand[]): ReadonlySet<number> {
-  return new Set(list.map((entry) => (entry.serviceAction === undefined ? entry.opcode : 0x1_0000 | (entry.opcode << 8) | entry.serviceAction)));
-}
-
-function keyOfCdb(cdb: Uint8Array): number {
-  const opcode = cdb[0]!;
-  return SERVICE_ACTION_OPCODES.has(opcode) ? 0x1_0000 | (opcode << 8) | (cdb[1]! & 0x1f) : opcode;
-}
-
-const STANDBY_KEYS = keysOf(STANDBY_ALLOWS);
-const UNAVAILABLE_KEYS = keysOf(UNAVAILABLE_ALLOWS);
-const TRANSITIONING_KEYS = keysOf(TRANSITIONING_ALLOWS);
-const PROBE_OPCODES: ReadonlySet<number> = new Set(PROBES_WITHOUT_ACQUISITION.map((entry) => entry.opcode));
-
-/** The sense a command gets from a group in `state`, or undefined when the state lets it run. */
-export function accessRefusal(state: AluaAccessState, cdb: Uint8Array): SenseReason | undefined {
-  switch (state) {
-    case "active-optimized":
-    case "active-non-optimized":
-      return undefined;
-    case "standby":
-      return STANDBY_KEYS.has(keyOfCdb(cdb)) ? undefined : NOT_READY_TARGET_PORT_STANDBY;
-    case "unavailable":
-      return UNAVAILABLE_KEYS.has(keyOfCdb(cdb)) ? undefined : NOT_READY_TARGET_PORT_UNAVAILABLE;
-    case "transitioning":
-      return TRANSITIONING_KEYS.has(keyOfCdb(cdb)) ? undefined : NOT_READY_ASYMMETRIC_ACCESS_STATE_TRANSITION;
-    default:
-      return assertNever(state);
-  }
-}
-
 /** Whether a group in `state` accepts I/O at all (the primary states that are active). */
 function isActive(state: AluaAccessState): boolean {
   return state === "active-optimized" || state === "active-non-optimized";
@@ -204,7 +90,7 @@ interface GroupRecord {
  * The ALUA state of one device on this gateway. Without a medium lock (`ownership`), the states
  * are the configured ones as SET TARGET PORT GROUPS changes them. With one, the lock decides who
  * is active/optimized: the owner's published group id is what every gateway reports, and this
- * gateway takes the lock on its first read or write (implicitly, never from a live owner) or on
+ * gateway takes the lock on its first write (implicitly, never from a live owner) or on
  * STPG (explicitly, fencing a live owner).
  */
 export class AluaState implements UnitAlua {
@@ -252,6 +138,11 @@ export class AluaState implements UnitAlua {
     return this.#ownership?.owned;
   }
 
+  /** Another gateway broke this gateway's lock and it has not taken it back: the cluster refuses it. */
+  get fenced(): boolean {
+    return this.lastLossReason !== undefined && this.#ownership?.owned === false;
+  }
+
   /**
    * Nothing to check or acquire for any command: the local group is active and the medium's lock
    * (if any) is ours. execute() reads this on every command, so it allocates nothing.
@@ -260,9 +151,9 @@ export class AluaState implements UnitAlua {
     return isActive(this.#local.state) && (this.#ownership === undefined || this.#ownership.owned);
   }
 
-  /** Whether a medium access row must first take the lock (implicit transition, docs/ha.md). */
+  /** Whether a command must first take the medium's lock: a write here while we do not hold it (docs/ha.md). */
   acquiresFor(opcode: number): boolean {
-    return this.#ownership !== undefined && !this.#ownership.owned && !PROBE_OPCODES.has(opcode);
+    return this.#ownership !== undefined && !this.#ownership.owned && WRITE_OPCODES.has(opcode);
   }
 
   hasGroup(id: number): boolean {
@@ -292,7 +183,7 @@ export class AluaState implements UnitAlua {
   }
 
   /**
-   * Takes the medium's lock for a read or write: only a free lock or a dead owner's. Commands
+   * Takes the medium's lock for a write: only a free lock or a dead owner's. Commands
    * arriving meanwhile share the same attempt. Rejects BackstoreError("unavailable") while a live
    * gateway owns it; the caller answers NOT READY, ASYMMETRIC ACCESS STATE TRANSITION.
    */
@@ -430,8 +321,4 @@ function checkConfig(config: AluaConfig): void {
   if (seconds !== undefined && (!Number.isInteger(seconds) || seconds < 0 || seconds > IMPLICIT_TRANSITION_SECONDS_MAX)) {
     throw new Error(`implicit transition time ${seconds} s is not in 0..${IMPLICIT_TRANSITION_SECONDS_MAX}`);
   }
-}
-
-function assertNever(value: never): never {
-  throw new Error(`unexpected ALUA state ${String(value)}`);
 }

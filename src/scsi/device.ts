@@ -245,8 +245,8 @@ export class ScsiDevice implements CommandExecutor, LogicalUnit {
 
   /**
    * SPC-4 5.15.2: a standby, unavailable or transitioning group answers only what its state
-   * allows (alua.ts), and the rest never reaches a handler or the backstore. A read or write
-   * on a gateway without the medium's lock takes it first (docs/ha.md).
+   * allows (alua.ts), and the rest never reaches a handler or the backstore. A write on a
+   * gateway without the medium's lock takes it first; reads run without it (docs/ha.md).
    */
   #executeUnderAlua(alua: AluaState, row: OpcodeRow, command: ScsiCommand): IoResult {
     const refusal = accessRefusal(alua.localState, command.cdb);
@@ -254,7 +254,7 @@ export class ScsiDevice implements CommandExecutor, LogicalUnit {
       this.fail(command, refusal);
       return;
     }
-    if (row.mediumAccess !== true || this.stopped || !alua.acquiresFor(row.opcode)) return this.#run(row, command);
+    if (this.stopped || !alua.acquiresFor(row.opcode)) return this.#run(row, command);
     return this.#acquireThenRun(alua, row, command);
   }
 
@@ -323,6 +323,11 @@ export class ScsiDevice implements CommandExecutor, LogicalUnit {
       case "unreachable":
         return this.fail(command, sense.COPY_TARGET_DEVICE_NOT_REACHABLE);
       case "unavailable":
+        // A gateway that lost the medium's lock to another (fenced: the cluster refuses it) says
+        // so with ASYMMETRIC ACCESS STATE TRANSITION, which makes a multipath initiator move the
+        // command to another path at once; BECOMING READY would have Linux retry it on this
+        // path for up to 180 s (the real-kernel failback test measured exactly that).
+        if (this.alua?.fenced === true) return this.fail(command, sense.NOT_READY_ASYMMETRIC_ACCESS_STATE_TRANSITION);
         return this.fail(command, sense.NOT_READY_BECOMING_READY);
       default:
         return assertNever(error.kind);

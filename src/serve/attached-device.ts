@@ -8,7 +8,7 @@ import { AluaGaugesReader, newStatsBuffer, RingStatsReader, UnitStateReader } fr
 import type { StoreSummary } from "../data-plane/protocol.ts";
 import { DeviceMetrics } from "../metrics/device-metrics.ts";
 import type { RingLogger } from "../ring/engine.ts";
-import type { AluaAccessState } from "../scsi/alua.ts";
+import type { AluaAccessState, AluaConfig } from "../scsi/alua.ts";
 import type { TcmuDeviceInfo } from "../uio/discover.ts";
 import { UioDevice } from "../uio/uio-device.ts";
 import { recoverRing, type RecoveryResult, type RingActions } from "./ring-recovery.ts";
@@ -63,6 +63,7 @@ export class AttachedDevice {
   readonly alua: AluaGaugesReader;
   readonly worker: DataPlaneWorker;
   readonly #token: number;
+  #aluaConfig: AluaConfig | undefined;
   readonly #options: AttachOptions;
   #store: StoreSummary;
   #configPath: string;
@@ -75,6 +76,7 @@ export class AttachedDevice {
     this.recovery = recovery;
     this.worker = worker;
     this.#token = token;
+    this.#aluaConfig = info.alua;
     this.#options = options;
     this.#store = store;
     this.#configPath = info.configPath;
@@ -173,6 +175,17 @@ export class AttachedDevice {
   async reopen(configPath: string, sizeBytes: number): Promise<void> {
     this.#store = (await this.worker.call({ type: "reopen", token: this.#token, configPath, sizeBytes }))!;
     this.#configPath = configPath;
+  }
+
+  /** The ALUA groups the device is served with (configfs alua/ at attach or at the last scan). */
+  get aluaConfig(): AluaConfig | undefined {
+    return this.#aluaConfig;
+  }
+
+  /** Its configfs ALUA groups changed: its worker serves the new ones from now on. */
+  async setAluaConfig(config: AluaConfig | undefined): Promise<void> {
+    await this.worker.call({ type: "alua-config", token: this.#token, config });
+    this.#aluaConfig = config;
   }
 
   /** emulate_write_cache changed: turning the cache off makes what it holds durable first. */

@@ -4,12 +4,12 @@
 import { join } from "node:path";
 import type { DataPlanePool } from "../data-plane/pool.ts";
 import { EAGAIN, EBUSY, EINTR, ENODEV, ENOENT, SystemCallError } from "../libc/errno.ts";
-import { setAluaGroupState } from "../configfs/alua-groups.ts";
+import { deviceAluaFrom, readAluaGroups, setAluaGroupState } from "../configfs/alua-groups.ts";
 import type { ConfigfsIo } from "../configfs/io.ts";
 import type { OtherDaemon } from "../configfs/other-daemons.ts";
 import { formatBytes } from "../cli/format.ts";
 import type { RingLogger } from "../ring/engine.ts";
-import type { AluaAccessState } from "../scsi/alua.ts";
+import type { AluaAccessState, AluaConfig } from "../scsi/alua.ts";
 import { parseUioName, type SystemRoots, type TcmuDeviceInfo } from "../uio/discover.ts";
 import { AttachedDevice } from "./attached-device.ts";
 import { describeDeviceAsync, discoverDevicesAsync } from "./discover-async.ts";
@@ -66,6 +66,10 @@ export interface DeviceSetOptions {
   /** How long a busy or missing UIO node is retried; default ATTACH_RETRY_MS. */
   attachRetryMs?: number;
 }
+
+/** After an attach, how long and how often its ALUA groups are looked for (#watchForAlua). */
+const ALUA_WATCH_MS = 20_000;
+const ALUA_WATCH_INTERVAL_MS = 500;
 
 export class DeviceSet {
   readonly options: DeviceSetOptions;
@@ -161,6 +165,7 @@ export class DeviceSet {
       // Backstores report what they serve differently from what was asked (a qcow2 image
       // larger than dev_size, say) as warnings.
       for (const warning of device.warnings) log.warn(`${info.deviceName}: ${warning}`);
+      this.#watchForAlua(device);
       if (device.recovery.resetBytes > 0) {
         log.warn(`${info.deviceName}: ${device.recovery.resetBytes} bytes of commands left by a previous handler were reset with BUSY for the initiator to retry`);
       }
@@ -241,7 +246,7 @@ export class DeviceSet {
    * "transitioning" is not mirrored: the kernel would refuse the very I/O that completes it.
    */
   #mirrorAluaState(device: AttachedDevice, state: AluaAccessState): void {
-    const alua = device.info.alua;
+    const alua = device.aluaConfig;
     const group = alua?.groups.find((candidate) => candidate.id === alua.localGroupId);
     if (group === undefined || state === "transitioning") return;
     this.options.log.info(`${device.info.deviceName}: ALUA group ${group.name} (id ${group.id}) is now ${state}`);
@@ -285,7 +290,56 @@ export class DeviceSet {
     for (const info of await discoverDevicesAsync((subtype) => claims.claims(subtype), roots, this.options.io, unattached, unreadable)) {
       if (!this.#devices.has(info.uio)) await this.attach(info);
     }
+    await this.#refreshAlua();
     if (this.replier?.repliesOn === true) await this.answerPendingAdded(options.immediate === true);
+  }
+
+  /**
+   * Re-reads the ALUA groups of every attached device: `create` makes them after enable (the
+   * kernel refuses a group's state before), so after we attached, and an administrator may change
+   * them. A device whose groups changed is served with the new ones (TPGS, RTPG) from now on.
+   */
+  async #refreshAlua(): Promise<void> {
+    for (const device of this.devices) await this.#refreshAluaOf(device);
+  }
+
+  /** Re-reads one device's ALUA groups; true when it has some now. */
+  async #refreshAluaOf(device: AttachedDevice): Promise<boolean> {
+    if (device.detaching) return false;
+    let current: AluaConfig | undefined;
+    try {
+      current = deviceAluaFrom(await readAluaGroups(this.options.io, device.info.configfsDir));
+    } catch (error) {
+      this.options.log.debug(`${device.info.deviceName}: ALUA groups not readable now: ${messageOf(error)}`);
+      return device.aluaConfig !== undefined;
+    }
+    // States are ours (the worker's, mirrored into configfs): only a change of the groups
+    // themselves — made, removed, renamed, another port — is taken up.
+    if (aluaShape(current) === aluaShape(device.aluaConfig)) return current !== undefined;
+    try {
+      await device.setAluaConfig(current);
+      this.options.log.info(`${device.info.deviceName}: ${current === undefined ? "no ALUA groups any more" : `ALUA group ${current.localGroupId} (${current.groups.map((group) => `${group.name} id ${group.id} ${group.state}`).join(", ")})`}`);
+    } catch (error) {
+      this.options.log.warn(`${device.info.deviceName}: new ALUA groups not applied: ${messageOf(error)}`);
+    }
+    return current !== undefined;
+  }
+
+  /**
+   * `create` makes a device's ALUA groups and puts its LUNs in them right after the enable that
+   * attached it: they are looked for every ALUA_WATCH_INTERVAL_MS for ALUA_WATCH_MS after the
+   * attach, so an initiator logging in right after `create` already sees TPGS and the groups
+   * (the periodic scan would take up to 10 s).
+   */
+  #watchForAlua(device: AttachedDevice): void {
+    if (device.aluaConfig !== undefined) return;
+    const deadline = performance.now() + ALUA_WATCH_MS;
+    const look = async () => {
+      if (this.stopping || device.detaching || performance.now() > deadline) return;
+      if (await this.#refreshAluaOf(device)) return;
+      setTimeout(() => void look(), ALUA_WATCH_INTERVAL_MS).unref();
+    };
+    setTimeout(() => void look(), ALUA_WATCH_INTERVAL_MS).unref();
   }
 
   /** Answers ADDED waits nobody answered; `immediate` skips the grace period (after an unclean exit). */
@@ -330,4 +384,11 @@ export class DeviceSet {
     const results = await Promise.allSettled(this.devices.map((device) => this.detach(device, reason, { block: true })));
     return results.filter((result) => result.status === "rejected").length;
   }
+}
+
+/** The groups of an ALUA setup without their states, for comparing two setups. */
+function aluaShape(config: AluaConfig | undefined): string {
+  if (config === undefined) return "";
+  const groups = config.groups.map((group) => `${group.id}:${group.name}:${group.preferred ? 1 : 0}`).sort();
+  return `${config.localGroupId}/${config.protocolIdentifier}/${groups.join(",")}`;
 }

@@ -7,7 +7,7 @@ import { AluaGaugesReader, newStatsBuffer, RingStatsReader, UnitStateReader } fr
 import type { DataPlanePool, DataPlaneWorker } from "../data-plane/pool.ts";
 import type { DeviceSpec, StoreSummary } from "../data-plane/protocol.ts";
 import * as libc from "../libc/libc.ts";
-import type { AluaAccessState } from "../scsi/alua.ts";
+import type { AluaAccessState, AluaConfig } from "../scsi/alua.ts";
 import { DeviceMetrics } from "../metrics/device-metrics.ts";
 import { Waiter } from "../uio/waiter.ts";
 import { KernelSim, type Completion, type KernelSimOptions, type SubmitOptions } from "./kernel-sim.ts";
@@ -117,6 +117,11 @@ export class SimWorkerDevice {
 
   submit(cdb: Uint8Array | number[], options?: SubmitOptions): Promise<Completion> {
     return this.sim.submit(cdb instanceof Uint8Array ? cdb : Uint8Array.from(cdb), options);
+  }
+
+  /** The control plane found other ALUA groups in configfs (DeviceSet's scan). */
+  setAlua(config: AluaConfig | undefined): Promise<StoreSummary | undefined> {
+    return this.worker.call({ type: "alua-config", token: this.#token, config });
   }
 
   call(type: "resize", sizeBytes: number): Promise<StoreSummary | undefined>;

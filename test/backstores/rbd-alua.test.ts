@@ -86,10 +86,12 @@ describe("two gateways, one rbd image, ALUA by the image's lock", () => {
     const a = await gateway("a");
     const b = await gateway("b");
 
-    // Path probes move nothing: INQUIRY, TEST UNIT READY and RTPG on both before any I/O.
+    // Path probes and reads move nothing: TEST UNIT READY, RTPG and a READ on both before any write.
     expect((await a.submit(cdbs.TEST_UNIT_READY)).status).toBe(GOOD);
     expect((await b.submit(cdbs.TEST_UNIT_READY)).status).toBe(GOOD);
     expect((await report(a)).bytes).toBe((await report(b)).bytes);
+    expect((await a.submit(cdbs.read10(0, 8), { dataInBytes: 4096 })).status).toBe(GOOD);
+    expect((await b.submit(cdbs.read10(0, 8), { dataInBytes: 4096 })).status).toBe(GOOD);
     expect(a.scsi.alua!.ownsMedium).toBe(false);
     expect(b.scsi.alua!.ownsMedium).toBe(false);
 
@@ -107,6 +109,12 @@ describe("two gateways, one rbd image, ALUA by the image's lock", () => {
     const [fromA, fromB] = [await report(a), await report(b)];
     expect(fromA.states).toEqual({ 1: ALUA_STATE_CODES["active-optimized"], 2: ALUA_STATE_CODES["active-non-optimized"] });
     expect(fromB.bytes).toBe(fromA.bytes);
+
+    // Reads on b run without the lock (a new path's partition scan must not wait for it) and
+    // see a's data; a keeps the lock.
+    const seen = await b.submit(cdbs.read10(0, 8), { dataInBytes: 4096 });
+    expect(seen.status).toBe(GOOD);
+    expect(Buffer.from(seen.dataIn).equals(Buffer.from(first))).toBe(true);
 
     // A write on b while a lives is not executed: NOT READY, ASYMMETRIC ACCESS STATE TRANSITION.
     const refused = await b.submit(cdbs.write10(0, 8), { dataOut: cdbs.patternBytes(4096, 2) });

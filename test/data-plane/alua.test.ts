@@ -84,3 +84,33 @@ test("a device without ALUA groups publishes none and /metrics has no ALUA famil
     await device.detach();
   }
 });
+
+test("ALUA groups made after attach (create makes them after enable) are served from then on; the data stays", async () => {
+  const device = await SimWorkerDevice.attach(pool, { name: "late0" });
+  try {
+    const data = cdbs.patternBytes(4096, 11);
+    expect((await device.submit(cdbs.write10(8, 8), { dataOut: data })).status).toBe(GOOD);
+    const before = await device.submit(cdbs.inquiry(96), { dataInBytes: 96 });
+    expect((before.dataIn[5]! >> 4) & 0x3).toBe(0);
+    expect((await device.submit(rtpg(64), { dataInBytes: 64 })).status).toBe(CHECK_CONDITION);
+
+    await device.setAlua(ALUA);
+    const after = await device.submit(cdbs.inquiry(96), { dataInBytes: 96 });
+    expect((after.dataIn[5]! >> 4) & 0x3).toBe(0x3);
+    expect((await device.submit(rtpg(64), { dataInBytes: 64 })).status).toBe(GOOD);
+    const read = await device.submit(cdbs.read10(8, 8), { dataInBytes: 4096 });
+    expect(read.status).toBe(GOOD);
+    expect(Buffer.from(read.dataIn).equals(Buffer.from(data))).toBe(true);
+    await Bun.sleep(20);
+    expect(device.alua.groupId).toBe(1);
+
+    // And gone again: TPGS 0, REPORT TARGET PORT GROUPS unknown.
+    await device.setAlua(undefined);
+    const gone = await device.submit(cdbs.inquiry(96), { dataInBytes: 96 });
+    expect((gone.dataIn[5]! >> 4) & 0x3).toBe(0);
+    await Bun.sleep(20);
+    expect(device.alua.groupId).toBeUndefined();
+  } finally {
+    await device.detach();
+  }
+});

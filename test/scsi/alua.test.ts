@@ -105,8 +105,12 @@ class OwnedBackstore extends MemoryBackstore {
     this.ownership = ownership;
   }
 
+  /** When set, reads fail with it (the cluster refusing this gateway, or not answering). */
+  readFailure: BackstoreError | undefined;
+
   override read(offsetBytes: number, lengthBytes: number, target: DataSegments, targetStartBytes: number): void {
     this.reads += 1;
+    if (this.readFailure !== undefined) throw this.readFailure;
     super.read(offsetBytes, lengthBytes, target, targetStartBytes);
   }
 }
@@ -271,7 +275,7 @@ describe("REPORT TARGET PORT GROUPS", () => {
     const a = gateway(aluaConfig(1), new FakeOwnership(lock)).device;
     const b = gateway(aluaConfig(2), new FakeOwnership(lock)).device;
     expect(await report(a)).toEqual(await report(b));
-    expectGood(await b.submit(cdbs.read10(0, 1), { dataInBytes: 512 }));
+    expectGood(await b.submit(cdbs.write10(0, 1), { dataOut: new Uint8Array(512) }));
     expectCheck(await b.submit(rtpg(1024), { dataInBytes: 1024 }), ASYMMETRIC_ACCESS_STATE_CHANGED);
     const fromB = await report(b);
     expect(fromB).toEqual(await report(a));
@@ -281,14 +285,14 @@ describe("REPORT TARGET PORT GROUPS", () => {
     ]);
   });
 
-  test("while this gateway takes the lock, its group reports transitioning and its reads wait", async () => {
+  test("while this gateway takes the lock, its group reports transitioning and its writes wait", async () => {
     const ownership = new FakeOwnership(new FakeLock());
     const { device } = gateway(aluaConfig(1), ownership);
     let open!: () => void;
     ownership.gate = new Promise<void>((resolve) => {
       open = resolve;
     });
-    const read = device.submit(cdbs.read10(0, 1), { dataInBytes: 512 });
+    const read = device.submit(cdbs.write10(0, 1), { dataOut: new Uint8Array(512) });
     await settle();
     expect(statesOf(await report(device)).map((group) => group.state)).toEqual([TRANSITIONING, ANO]);
     open();
@@ -406,7 +410,7 @@ describe("SET TARGET PORT GROUPS", () => {
 });
 
 describe("the medium's lock", () => {
-  test("the first reads take the lock once for eight concurrent reads, then ASYMMETRIC ACCESS STATE CHANGED", async () => {
+  test("the first writes take the lock once for eight concurrent writes, then ASYMMETRIC ACCESS STATE CHANGED", async () => {
     const ownership = new FakeOwnership(new FakeLock());
     const { device, store } = gateway(aluaConfig(2), ownership);
     const changes: string[] = [];
@@ -415,13 +419,13 @@ describe("the medium's lock", () => {
     ownership.gate = new Promise<void>((resolve) => {
       open = resolve;
     });
-    const reads = Array.from({ length: 8 }, (_, index) => device.submit(cdbs.read10(index, 1), { dataInBytes: 512 }));
+    const writes = Array.from({ length: 8 }, (_, index) => device.submit(cdbs.write10(index, 1), { dataOut: new Uint8Array(512) }));
     await settle();
     expect(ownership.acquireCalls).toEqual([{ breakLiveOwner: false, ownerTag: 2 }]);
-    expect(store.reads).toBe(0);
+    expect(store.writes.length).toBe(0);
     open();
-    for (const completion of await Promise.all(reads)) expectGood(completion);
-    expect(store.reads).toBe(8);
+    for (const completion of await Promise.all(writes)) expectGood(completion);
+    expect(store.writes.length).toBe(8);
     expect(ownership.acquireCalls.length).toBe(1);
     expect(device.scsi.alua!.ownsMedium).toBe(true);
     expect(changes).toEqual(["active-optimized"]);
@@ -431,6 +435,33 @@ describe("the medium's lock", () => {
       { id: 1, state: ANO, status: 0 },
       { id: 2, state: AO, status: 0 },
     ]);
+  });
+
+  test("reads on a gateway without the lock run at once and take nothing (a new path's partition scan while another gateway owns the lock)", async () => {
+    const lock = new FakeLock();
+    const a = gateway(aluaConfig(1), new FakeOwnership(lock));
+    const bOwnership = new FakeOwnership(lock);
+    const b = gateway(aluaConfig(2), bOwnership);
+    expectGood(await a.device.submit(cdbs.write10(0, 1), { dataOut: new Uint8Array(512) }));
+    for (let lba = 0; lba < 8; lba += 1) expectGood(await b.device.submit(cdbs.read10(lba, 1), { dataInBytes: 512 }));
+    expect(b.store.reads).toBe(8);
+    expect(bOwnership.acquireCalls).toEqual([]);
+    expect(lock.tag).toBe(1);
+  });
+
+  test("a medium out of reach answers BECOMING READY to the lock's owner, but ASYMMETRIC ACCESS STATE TRANSITION to a gateway that lost it (so multipath moves the command at once)", async () => {
+    const lock = new FakeLock();
+    const a = gateway(aluaConfig(1), new FakeOwnership(lock));
+    const b = gateway(aluaConfig(2), new FakeOwnership(lock));
+    expectGood(await a.device.submit(cdbs.write10(0, 1), { dataOut: new Uint8Array(512) }));
+    expectCheck(await a.device.submit(cdbs.testUnitReady()), ASYMMETRIC_ACCESS_STATE_CHANGED);
+    a.store.readFailure = new BackstoreError("unavailable", 0, "cluster not answering");
+    expectCheck(await a.device.submit(cdbs.read10(0, 1), { dataInBytes: 512 }), NOT_READY_BECOMING_READY);
+    // b takes the lock by STPG (fencing a); a's I/O is refused by the cluster from then on.
+    expectGood(await setGroups(b.device, [[AO, 2]]));
+    a.store.readFailure = new BackstoreError("unavailable", 0, "blocklisted");
+    expectCheck(await a.device.submit(cdbs.testUnitReady()), ASYMMETRIC_ACCESS_STATE_CHANGED);
+    expectCheck(await a.device.submit(cdbs.read10(0, 1), { dataInBytes: 512 }), NOT_READY_ASYMMETRIC_ACCESS_STATE_TRANSITION);
   });
 
   test("path probes (TEST UNIT READY, INQUIRY, RTPG) never take the lock", async () => {
@@ -446,22 +477,22 @@ describe("the medium's lock", () => {
     const lock = new FakeLock();
     const a = gateway(aluaConfig(1), new FakeOwnership(lock));
     const b = gateway(aluaConfig(2), new FakeOwnership(lock));
-    expectGood(await b.device.submit(cdbs.read10(0, 1), { dataInBytes: 512 }));
+    expectGood(await b.device.submit(cdbs.write10(0, 1), { dataOut: new Uint8Array(512) }));
     await inBothSenseFormats(a.device, async (format) => {
-      expectCheck(await a.device.submit(cdbs.read10(0, 1), { dataInBytes: 512 }), NOT_READY_ASYMMETRIC_ACCESS_STATE_TRANSITION, { format });
+      expectCheck(await a.device.submit(cdbs.write10(0, 1), { dataOut: new Uint8Array(512) }), NOT_READY_ASYMMETRIC_ACCESS_STATE_TRANSITION, { format });
     });
     expect(a.store.reads).toBe(0);
     expect(a.device.scsi.alua!.localState).toBe("active-non-optimized");
     expect(statesOf(await report(a.device)).map((group) => group.state)).toEqual([ANO, AO]);
   });
 
-  test("a dead owner's lock is taken by the next read", async () => {
+  test("a dead owner's lock is taken by the next write", async () => {
     const lock = new FakeLock();
     const a = gateway(aluaConfig(1), new FakeOwnership(lock));
     const b = gateway(aluaConfig(2), new FakeOwnership(lock));
-    expectGood(await a.device.submit(cdbs.read10(0, 1), { dataInBytes: 512 }));
+    expectGood(await a.device.submit(cdbs.write10(0, 1), { dataOut: new Uint8Array(512) }));
     lock.holderAlive = false;
-    expectGood(await b.device.submit(cdbs.read10(0, 1), { dataInBytes: 512 }));
+    expectGood(await b.device.submit(cdbs.write10(0, 1), { dataOut: new Uint8Array(512) }));
     expect(lock.tag).toBe(2);
   });
 
@@ -471,7 +502,7 @@ describe("the medium's lock", () => {
     const bOwnership = new FakeOwnership(lock);
     const a = gateway(aluaConfig(1), aOwnership);
     const b = gateway(aluaConfig(2), bOwnership);
-    expectGood(await a.device.submit(cdbs.read10(0, 1), { dataInBytes: 512 }));
+    expectGood(await a.device.submit(cdbs.write10(0, 1), { dataOut: new Uint8Array(512) }));
     expectCheck(await a.device.submit(cdbs.testUnitReady()), ASYMMETRIC_ACCESS_STATE_CHANGED);
 
     expectGood(await setGroups(b.device, [[AO, 2]]));
@@ -485,7 +516,7 @@ describe("the medium's lock", () => {
     expect(statesOf(await report(a.device)).map((group) => group.state)).toEqual([ANO, AO]);
     expect(await report(a.device)).toEqual(await report(b.device));
     // A does not take the lock back implicitly while B lives.
-    expectCheck(await a.device.submit(cdbs.read10(0, 1), { dataInBytes: 512 }), NOT_READY_ASYMMETRIC_ACCESS_STATE_TRANSITION);
+    expectCheck(await a.device.submit(cdbs.write10(0, 1), { dataOut: new Uint8Array(512) }), NOT_READY_ASYMMETRIC_ACCESS_STATE_TRANSITION);
   });
 
   test("STPG making the local group standby gives the lock up", async () => {
@@ -493,7 +524,7 @@ describe("the medium's lock", () => {
     const { device } = gateway(aluaConfig(1), ownership);
     const changes: string[] = [];
     device.scsi.alua!.onChange = (state) => changes.push(state);
-    expectGood(await device.submit(cdbs.read10(0, 1), { dataInBytes: 512 }));
+    expectGood(await device.submit(cdbs.write10(0, 1), { dataOut: new Uint8Array(512) }));
     // Configured active/optimized already: the lock moved, the state did not (no transition counted).
     expect(changes).toEqual(["active-optimized"]);
     expect(device.scsi.alua!.transitions).toBe(0);
@@ -509,7 +540,7 @@ describe("the medium's lock", () => {
   test("STPG making a peer active/optimized while this gateway owns the lock gives it up", async () => {
     const ownership = new FakeOwnership(new FakeLock());
     const { device } = gateway(aluaConfig(1), ownership);
-    expectGood(await device.submit(cdbs.read10(0, 1), { dataInBytes: 512 }));
+    expectGood(await device.submit(cdbs.write10(0, 1), { dataOut: new Uint8Array(512) }));
     expectCheck(await device.submit(cdbs.testUnitReady()), ASYMMETRIC_ACCESS_STATE_CHANGED);
     expectGood(await setGroups(device, [[AO, 2]]));
     expect(ownership.releaseCalls).toBe(1);

@@ -328,3 +328,161 @@ stop_tcmu_runner() {
 	wait "$RUNNER_PID" 2>/dev/null
 	RUNNER_PID=
 }
+
+# --- multipath / HA helpers (scripts/vm/guest/ha.sh) -----------------------------------------
+# writable_etc: an overlay (tmpfs upper) over the read-only /etc, so multipath.conf, /etc/multipath
+#               and /etc/iscsi can be written. Idempotent.
+# start_iscsid [REPLACEMENT_TIMEOUT_S]: open-iscsi's iscsid with a writable config (needs
+#               writable_etc first); node.session.timeo.replacement_timeout as given (default 5).
+# stop_iscsid | iscsi_login IQN PORTAL | iscsi_logout_all
+# iscsi_session_disk IQN PORTAL: prints /dev/sdX of that session's LUN 0 (waits up to 30 s).
+# lio_iscsi_export IQN PORTAL BACKSTORE_DIR [TG_PT_GP]: a kernel iSCSI target (tpgt_1, open to
+#               every initiator, no CHAP) exporting BACKSTORE_DIR as LUN 0, the LUN in TG_PT_GP.
+# lio_iscsi_remove IQN
+# alua_group_add BACKSTORE_DIR NAME ID STATE: an ALUA target port group on a device
+#               (alua_access_type 3: implicit and explicit; STATE 0 active/optimized,
+#               1 active/non-optimized, 2 standby, 3 unavailable, 14 offline, 15 transitioning).
+# write_multipath_conf [EXTRA_OVERRIDES]: /etc/multipath.conf for ALUA gateways, no udev needed.
+# mpath_map: prints the name of the (first) multipath map | mpath_dev: its /dev/dm-N
+TARGET_CFG_ISCSI=$TARGET_CFG/iscsi
+writable_etc() {
+	grep -q ' /etc overlay ' /proc/mounts && return 0
+	mkdir -p /run/etc-overlay/upper /run/etc-overlay/work || return 1
+	mount -t overlay overlay -o lowerdir=/etc,upperdir=/run/etc-overlay/upper,workdir=/run/etc-overlay/work /etc
+}
+
+start_iscsid() {
+	local rt=${1:-5} c=/etc/iscsi/iscsid.conf
+	[ -w /etc/iscsi ] || { echo "start_iscsid: /etc/iscsi is not writable (writable_etc?)" >&2; return 1; }
+	sed -i -e 's/^iscsid.startup = .*/iscsid.startup = \/bin\/true/' \
+		-e 's/^node.session.initial_login_retry_max = .*/node.session.initial_login_retry_max = 0/' \
+		-e "s/^node.session.timeo.replacement_timeout = .*/node.session.timeo.replacement_timeout = $rt/" "$c" || return 1
+	grep -q "^node.session.timeo.replacement_timeout = $rt\$" "$c" ||
+		echo "node.session.timeo.replacement_timeout = $rt" >>"$c"
+	mkdir -p /run/lock/iscsi
+	iscsid || return 1
+	_wait_until 10 test -f /run/iscsid.pid
+}
+stop_iscsid() { [ -f /run/iscsid.pid ] && kill "$(cat /run/iscsid.pid)" 2>/dev/null; return 0; }
+
+iscsi_login() { # IQN PORTAL: discovery-less node record, then login (bounded)
+	timeout 60 iscsiadm -m node -o new -T "$1" -p "$2" >/dev/null || return 1
+	timeout 60 iscsiadm -m node -T "$1" -p "$2" --login >/dev/null
+}
+iscsi_logout_all() { timeout 60 iscsiadm -m node --logoutall=all >/dev/null 2>&1; return 0; }
+
+iscsi_session_disk() { # IQN PORTAL
+	local iqn=$1 portal=$2 d=
+	_isd() {
+		d=$(iscsiadm -m session -P 3 2>/dev/null | awk -v t="$iqn" -v p="${portal%:*}:${portal#*:}" '
+			/^Target: / { it = ($2 == t) } /Current Portal: / { ip = index($3, p) == 1 }
+			it && ip && /Attached scsi disk/ { print $4; exit }')
+		[ -n "$d" ] && [ -b "/dev/$d" ]
+	}
+	_wait_until 30 _isd || { echo "no disk for $iqn at $portal" >&2; return 1; }
+	echo "/dev/$d"
+}
+
+lio_iscsi_export() { # IQN PORTAL BACKSTORE_DIR [TG_PT_GP]
+	local iqn=$1 portal=$2 bs=$3 gp=${4:-} tpg=$TARGET_CFG_ISCSI/$1/tpgt_1 a
+	mkdir -p "$tpg/lun/lun_0" || return 1
+	for a in generate_node_acls=1 demo_mode_write_protect=0 authentication=0 cache_dynamic_acls=1; do
+		_cfg_write "$tpg/attrib/${a%=*}" "${a#*=}" || return 1
+	done
+	ln -s "$bs" "$tpg/lun/lun_0/${bs##*/}" || return 1
+	[ -z "$gp" ] || _cfg_write "$tpg/lun/lun_0/alua_tg_pt_gp" "$gp" || return 1
+	mkdir "$tpg/np/$portal" || return 1
+	_cfg_write "$tpg/enable" 1
+}
+lio_iscsi_remove() { # IQN
+	local w=$TARGET_CFG_ISCSI/$1 tpg l
+	[ -d "$w" ] || return 0
+	for tpg in "$w"/tpgt_*; do
+		[ -d "$tpg" ] || continue
+		echo 0 >"$tpg/enable" 2>/dev/null
+		for l in "$tpg"/np/*; do [ -d "$l" ] && rmdir "$l"; done
+		for l in "$tpg"/lun/lun_*; do
+			[ -d "$l" ] || continue
+			find "$l" -maxdepth 1 -type l -exec rm -f {} +
+			rmdir "$l"
+		done
+		rmdir "$tpg"
+	done
+	rmdir "$w"
+}
+
+alua_group_add() { # BACKSTORE_DIR NAME ID STATE
+	local g=$1/alua/$2
+	mkdir -p "$g" || return 1
+	_cfg_write "$g/tg_pt_gp_id" "$3" || return 1
+	_cfg_write "$g/alua_access_type" 3 || return 1
+	_cfg_write "$g/alua_access_state" "$4"
+}
+
+# The settings Ceph documents for its iSCSI gateways' Linux initiators, in `overrides` so they
+# apply to any vendor string. path_grouping_policy failover (one path per group, ordered by ALUA
+# priority) rather than group_by_prio: a failed path keeps its last priority, so group_by_prio
+# can put a dead active/optimized path into the survivor's group; when it comes back it is then
+# in the current group, dm-multipath activates it, and scsi_dh_alua's activation sends SET TARGET
+# PORT GROUPS for a non-optimized group: the initiator itself would fail back at once.
+# uid_attribute "": no udev in the VM, multipath reads the WWID from sysfs (VPD 0x83) itself.
+write_multipath_conf() {
+	mkdir -p /etc/multipath || return 1
+	cat >/etc/multipath.conf <<-CONF
+		defaults {
+			user_friendly_names no
+			find_multipaths greedy
+			uid_attribute ""
+			polling_interval 2
+			max_polling_interval 4
+			checker_timeout 15
+			verbosity 2
+		}
+		blacklist {
+			devnode "^(ram|loop|fd|md|dm-|sr|scd|st|vd|nbd|rbd)[0-9]*"
+		}
+		overrides {
+			hardware_handler "1 alua"
+			path_grouping_policy failover
+			path_selector "queue-length 0"
+			prio alua
+			path_checker tur
+			failback immediate
+			no_path_retry 30
+			fast_io_fail_tmo 5
+			dev_loss_tmo 600
+			${1:-}
+		}
+	CONF
+}
+mpath_map() { dmsetup ls --target multipath 2>/dev/null | awk '$1 != "No" { print $1; exit }'; }
+mpath_dev() {
+	local m mm
+	m=$(mpath_map) && [ -n "$m" ] || return 1
+	mm=$(dmsetup info -c --noheadings -o major,minor "$m" | tr -d ' ') || return 1
+	echo "/dev/dm-${mm#*:}"
+}
+# udev_mark_initialized /dev/sdX...: no udevd runs in the VM, and multipath only looks at block
+# devices udev has initialized (a database entry under /run/udev/data): write a minimal one.
+udev_mark_initialized() {
+	local d mm
+	mkdir -p /run/udev/data || return 1
+	for d in "$@"; do
+		mm=$(cat "/sys/class/block/${d#/dev/}/dev") || return 1
+		printf 'I:%s\n' "$(($(date +%s) * 1000000))" >"/run/udev/data/b$mm"
+	done
+}
+# mpath_paths MAP: one line per path of MAP: "GROUP GROUP_STATE MAJ:MIN PATH_STATE" from
+# `dmsetup status` (group state A active, E enabled, D disabled; path state A active, F failed).
+mpath_paths() {
+	dmsetup status "$1" 2>/dev/null | awk '$3 == "multipath" {
+		i = 4; i += $i + 1; i += $i + 1  # features, hardware handler args
+		ngroups = $i; i += 2             # groups, next group
+		for (g = 1; g <= ngroups; g++) {
+			st = $i; i++; i += $i + 1; npaths = $i; nsel = $(i + 1); i += 2
+			for (p = 1; p <= npaths; p++) { print g, st, $i, $(i + 1); i += 3 + nsel }
+		}
+	}'
+}
+# majmin /dev/sdX: prints MAJ:MIN
+majmin() { cat "/sys/class/block/${1#/dev/}/dev"; }

@@ -75,6 +75,8 @@ export class DeviceSet {
   readonly options: DeviceSetOptions;
   readonly #devices = new Map<string, AttachedDevice>();
   readonly #attaching = new Map<string, Promise<AttachedDevice | undefined>>();
+  /** Devices whose ALUA groups are being read now (#refreshAluaOf). */
+  readonly #aluaRefreshing = new Set<AttachedDevice>();
   /** uio → the identity that failed to attach, so a broken device is not retried every scan. */
   readonly #failed = new Map<string, string>();
   /** uio → why its last attach failed (thrown again for an ADDED reply's errno). */
@@ -165,6 +167,7 @@ export class DeviceSet {
       // Backstores report what they serve differently from what was asked (a qcow2 image
       // larger than dev_size, say) as warnings.
       for (const warning of device.warnings) log.warn(`${info.deviceName}: ${warning}`);
+      if (device.aluaConfig !== undefined) log.info(`${info.deviceName}: ${describeAlua(device.aluaConfig)}`);
       this.#watchForAlua(device);
       if (device.recovery.resetBytes > 0) {
         log.warn(`${info.deviceName}: ${device.recovery.resetBytes} bytes of commands left by a previous handler were reset with BUSY for the initiator to retry`);
@@ -306,6 +309,17 @@ export class DeviceSet {
   /** Re-reads one device's ALUA groups; true when it has some now. */
   async #refreshAluaOf(device: AttachedDevice): Promise<boolean> {
     if (device.detaching) return false;
+    // The attach's watch and a scan may look at once: one applies, the other finds it done.
+    if (this.#aluaRefreshing.has(device)) return device.aluaConfig !== undefined;
+    this.#aluaRefreshing.add(device);
+    try {
+      return await this.#applyAluaOf(device);
+    } finally {
+      this.#aluaRefreshing.delete(device);
+    }
+  }
+
+  async #applyAluaOf(device: AttachedDevice): Promise<boolean> {
     let current: AluaConfig | undefined;
     try {
       current = deviceAluaFrom(await readAluaGroups(this.options.io, device.info.configfsDir));
@@ -318,7 +332,7 @@ export class DeviceSet {
     if (aluaShape(current) === aluaShape(device.aluaConfig)) return current !== undefined;
     try {
       await device.setAluaConfig(current);
-      this.options.log.info(`${device.info.deviceName}: ${current === undefined ? "no ALUA groups any more" : `ALUA group ${current.localGroupId} (${current.groups.map((group) => `${group.name} id ${group.id} ${group.state}`).join(", ")})`}`);
+      this.options.log.info(`${device.info.deviceName}: ${current === undefined ? "no ALUA groups any more" : describeAlua(current)}`);
     } catch (error) {
       this.options.log.warn(`${device.info.deviceName}: new ALUA groups not applied: ${messageOf(error)}`);
     }
@@ -391,4 +405,9 @@ function aluaShape(config: AluaConfig | undefined): string {
   if (config === undefined) return "";
   const groups = config.groups.map((group) => `${group.id}:${group.name}:${group.preferred ? 1 : 0}`).sort();
   return `${config.localGroupId}/${config.protocolIdentifier}/${groups.join(",")}`;
+}
+
+/** "ALUA group 1 (gw-a id 1 active-optimized, gw-b id 2 active-non-optimized)", for the log. */
+function describeAlua(config: AluaConfig): string {
+  return `ALUA group ${config.localGroupId} (${config.groups.map((group) => `${group.name} id ${group.id} ${group.state}`).join(", ")})`;
 }

@@ -1,33 +1,20 @@
 // ALUA groups and the unit serial in provisioning (configfs writes, their order, the state file,
 // removal) and in discovery at attach (groups, members, states, protocol), on the fake configfs.
-import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { AluaGroupSpec, DeviceSpec, IscsiExportSpec } from "../../src/appliance-config/spec.ts";
 import { deviceAluaFrom, parseAluaMembers, readAluaGroups, setAluaGroupState } from "../../src/configfs/alua-groups.ts";
 import { readInventory } from "../../src/configfs/inventory.ts";
 import { loopWwn } from "../../src/configfs/loop-export.ts";
-import { ensureExports, provisionDevice, unprovisionDevice, type Provisioner } from "../../src/configfs/provision.ts";
+import { ensureExports, provisionDevice, unprovisionDevice } from "../../src/configfs/provision.ts";
 import { StateStore } from "../../src/configfs/state.ts";
 import { PROVISIONING_HBA_ID } from "../../src/configfs/user-device.ts";
 import { describeDeviceAsync } from "../../src/serve/discover-async.ts";
 import { discoverDevices, parseUioName } from "../../src/uio/discover.ts";
-import { FakeConfigfs, RecordingSetup } from "./fake-configfs.ts";
+import { provisionerPerTest } from "./fake-configfs.ts";
 
-let fake: FakeConfigfs;
-let provisioner: Provisioner;
-let runDir: string;
-
-beforeEach(() => {
-  fake = new FakeConfigfs();
-  runDir = mkdtempSync(join(tmpdir(), "tcmu-run-"));
-  provisioner = { roots: fake.roots, io: fake, setup: new RecordingSetup(fake.roots), state: new StateStore(runDir), subtype: "appliance", hbaId: PROVISIONING_HBA_ID, findOtherDaemons: () => [] };
-});
-afterEach(() => {
-  fake.dispose();
-  rmSync(runDir, { recursive: true, force: true });
-});
+const fixture = provisionerPerTest();
 
 const IQN = "iqn.2003-01.org.example:d0";
 const DEVICE_DIR = `target/core/user_${PROVISIONING_HBA_ID}/d0`;
@@ -47,17 +34,17 @@ function iscsi(alua?: AluaGroupSpec): IscsiExportSpec {
 /** Both exports of this gateway in gw-a, two peers, a shared serial. */
 const HA_SPEC = () => spec([{ fabric: "loop", alua: GW_A }, iscsi(GW_A)], { serial: "shared-serial-0001", aluaPeers: [GW_B, GW_C] });
 
-const config = (...parts: string[]) => join(fake.roots.configfs, ...parts);
+const config = (...parts: string[]) => join(fixture.fake.roots.configfs, ...parts);
 const raw = (...parts: string[]) => readFileSync(config(...parts), "utf8");
 const at = (entry: string) => {
-  const index = fake.log.indexOf(entry);
-  if (index < 0) throw new Error(`not in the log: ${entry}\n${fake.log.join("\n")}`);
+  const index = fixture.fake.log.indexOf(entry);
+  if (index < 0) throw new Error(`not in the log: ${entry}\n${fixture.fake.log.join("\n")}`);
   return index;
 };
 
 describe("provisionDevice() with ALUA groups and a serial", () => {
   test("writes the serial before enable, then every group (id first), then the exports with their LUNs in the group", async () => {
-    await provisionDevice(provisioner, HA_SPEC(), "cli");
+    await provisionDevice(fixture.provisioner, HA_SPEC(), "cli");
     // Exactly these writes, in this order, for each group; the id before anything else.
     const groupLog = (group: AluaGroupSpec) => [
       `mkdir ${DEVICE_DIR}/alua/${group.group}`,
@@ -68,7 +55,7 @@ describe("provisionDevice() with ALUA groups and a serial", () => {
       `write ${DEVICE_DIR}/alua/${group.group}/alua_access_state=${{ "active-optimized": 0, "active-non-optimized": 1, standby: 2, unavailable: 3 }[group.state]}`,
     ];
     const first = at(`mkdir ${DEVICE_DIR}/alua/gw-a`);
-    expect(fake.log.slice(first, first + 18)).toEqual([...groupLog(GW_A), ...groupLog(GW_B), ...groupLog(GW_C)]);
+    expect(fixture.fake.log.slice(first, first + 18)).toEqual([...groupLog(GW_A), ...groupLog(GW_B), ...groupLog(GW_C)]);
 
     const serial = at(`write ${DEVICE_DIR}/wwn/vpd_unit_serial=shared-serial-0001`);
     const enable = at(`write ${DEVICE_DIR}/enable=1`);
@@ -90,12 +77,12 @@ describe("provisionDevice() with ALUA groups and a serial", () => {
     expect(raw(DEVICE_DIR, "alua", "gw-b", "alua_access_state")).toBe("1");
     expect(raw(DEVICE_DIR, "alua", "gw-a", "tg_pt_gp_id")).toBe("1");
     expect(raw(DEVICE_DIR, "alua", "gw-a", "members")).toBe(`loopback/${loopWwn("d0")}/tpgt_1/lun_0\n\0iSCSI/${IQN}/tpgt_1/lun_0\n\0`);
-    expect(fake.log.some((entry) => entry.includes("default_tg_pt_gp"))).toBe(false);
+    expect(fixture.fake.log.some((entry) => entry.includes("default_tg_pt_gp"))).toBe(false);
   });
 
   test("records the groups and each export's group in the state file", async () => {
-    const record = await provisionDevice(provisioner, HA_SPEC(), "config");
-    const saved = new StateStore(runDir).read().devices.d0!;
+    const record = await provisionDevice(fixture.provisioner, HA_SPEC(), "config");
+    const saved = new StateStore(fixture.runDir).read().devices.d0!;
     expect(saved.aluaGroups).toEqual(["gw-a", "gw-b", "gw-c"]);
     expect(saved.serial).toBe("shared-serial-0001");
     expect(saved.exports).toEqual([
@@ -106,58 +93,58 @@ describe("provisionDevice() with ALUA groups and a serial", () => {
   });
 
   test("a device without ALUA makes no groups and writes no serial", async () => {
-    await provisionDevice(provisioner, spec([{ fabric: "loop" }]), "cli");
-    expect(fake.log.some((entry) => entry.includes("/alua") || entry.includes("vpd_unit_serial"))).toBe(false);
-    expect(new StateStore(runDir).read().devices.d0!.aluaGroups).toBeUndefined();
+    await provisionDevice(fixture.provisioner, spec([{ fabric: "loop" }]), "cli");
+    expect(fixture.fake.log.some((entry) => entry.includes("/alua") || entry.includes("vpd_unit_serial"))).toBe(false);
+    expect(new StateStore(fixture.runDir).read().devices.d0!.aluaGroups).toBeUndefined();
   });
 
   test("a group write the kernel refuses rolls back the groups made so far, the device and its record", async () => {
-    fake.failWrites.set("/alua/gw-b/alua_access_state", "EINVAL");
-    await expect(provisionDevice(provisioner, HA_SPEC(), "cli")).rejects.toThrow(/gw-b\/alua_access_state failed: EINVAL/);
+    fixture.fake.failWrites.set("/alua/gw-b/alua_access_state", "EINVAL");
+    await expect(provisionDevice(fixture.provisioner, HA_SPEC(), "cli")).rejects.toThrow(/gw-b\/alua_access_state failed: EINVAL/);
     expect(existsSync(config(DEVICE_DIR))).toBe(false);
-    expect(provisioner.state.read().devices).toEqual({});
+    expect(fixture.provisioner.state.read().devices).toEqual({});
   });
 
   test("setAluaGroupState() writes the state's code to the group's alua_access_state", async () => {
-    await provisionDevice(provisioner, HA_SPEC(), "cli");
-    await setAluaGroupState(fake, config(DEVICE_DIR), "gw-a", "standby");
+    await provisionDevice(fixture.provisioner, HA_SPEC(), "cli");
+    await setAluaGroupState(fixture.fake, config(DEVICE_DIR), "gw-a", "standby");
     expect(raw(DEVICE_DIR, "alua", "gw-a", "alua_access_state")).toBe("2");
-    await setAluaGroupState(fake, config(DEVICE_DIR), "gw-b", "unavailable");
+    await setAluaGroupState(fixture.fake, config(DEVICE_DIR), "gw-b", "unavailable");
     expect(raw(DEVICE_DIR, "alua", "gw-b", "alua_access_state")).toBe("3");
   });
 
   test("ensureExports() makes missing groups and puts a recreated export's LUN back in its group", async () => {
     const device = HA_SPEC();
-    const record = await provisionDevice(provisioner, device, "config");
+    const record = await provisionDevice(fixture.provisioner, device, "config");
     rmSync(config("target", "loopback", loopWwn("d0")), { recursive: true });
-    expect(await ensureExports(provisioner, record, device)).toBe(1);
+    expect(await ensureExports(fixture.provisioner, record, device)).toBe(1);
     expect(raw("target", "loopback", loopWwn("d0"), "tpgt_1", "lun", "lun_0", "alua_tg_pt_gp")).toContain("gw-a");
     const withPeer = { ...device, aluaPeers: [...device.aluaPeers, { group: "gw-d", id: 4, state: "standby" as const, preferred: false }] };
-    expect(await ensureExports(provisioner, record, withPeer)).toBe(0);
+    expect(await ensureExports(fixture.provisioner, record, withPeer)).toBe(0);
     expect(raw(DEVICE_DIR, "alua", "gw-d", "tg_pt_gp_id")).toBe("4");
-    expect(new StateStore(runDir).read().devices.d0!.aluaGroups).toEqual(["gw-a", "gw-b", "gw-c", "gw-d"]);
+    expect(new StateStore(fixture.runDir).read().devices.d0!.aluaGroups).toEqual(["gw-a", "gw-b", "gw-c", "gw-d"]);
   });
 });
 
 describe("unprovisionDevice() with ALUA groups", () => {
   test("removes the groups after the exports' LUNs and before the device, and forgets them", async () => {
-    await provisionDevice(provisioner, HA_SPEC(), "cli");
-    fake.log.length = 0;
-    await unprovisionDevice(provisioner, "d0");
+    await provisionDevice(fixture.provisioner, HA_SPEC(), "cli");
+    fixture.fake.log.length = 0;
+    await unprovisionDevice(fixture.provisioner, "d0");
     const groups = ["gw-c", "gw-b", "gw-a"].map((group) => at(`rmdir ${DEVICE_DIR}/alua/${group}`));
     expect(groups).toEqual([...groups].sort((a, b) => a - b));
     expect(at(`rmdir target/loopback/${loopWwn("d0")}/tpgt_1/lun/lun_0`)).toBeLessThan(groups[0]!);
     expect(at(`rmdir ${ISCSI_TPG}/lun/lun_0`)).toBeLessThan(groups[0]!);
     expect(groups[2]!).toBeLessThan(at(`rmdir ${DEVICE_DIR}`));
-    expect(fake.log.some((entry) => entry.includes("default_tg_pt_gp"))).toBe(false);
+    expect(fixture.fake.log.some((entry) => entry.includes("default_tg_pt_gp"))).toBe(false);
     expect(existsSync(config(DEVICE_DIR))).toBe(false);
-    expect(provisioner.state.read().devices).toEqual({});
+    expect(fixture.provisioner.state.read().devices).toEqual({});
   });
 
   test("a group nobody recorded keeps the device (configfs says ENOTEMPTY) and the message says why", async () => {
-    await provisionDevice(provisioner, spec([{ fabric: "loop", alua: GW_A }]), "cli");
-    await fake.makeDirectory(config(DEVICE_DIR, "alua", "foreign"));
-    await expect(unprovisionDevice(provisioner, "d0")).rejects.toThrow(/ENOTEMPTY.*ALUA groups .* tcmu-appliance did not create/);
+    await provisionDevice(fixture.provisioner, spec([{ fabric: "loop", alua: GW_A }]), "cli");
+    await fixture.fake.makeDirectory(config(DEVICE_DIR, "alua", "foreign"));
+    await expect(unprovisionDevice(fixture.provisioner, "d0")).rejects.toThrow(/ENOTEMPTY.*ALUA groups .* tcmu-appliance did not create/);
     expect(existsSync(config(DEVICE_DIR, "alua", "foreign"))).toBe(true);
     expect(existsSync(config(DEVICE_DIR, "alua", "gw-a"))).toBe(false);
   });
@@ -166,7 +153,7 @@ describe("unprovisionDevice() with ALUA groups", () => {
 describe("discovery reads the ALUA groups at attach", () => {
   function fakeUio(): { uio: string; name: string } {
     const name = `tcm-user/${PROVISIONING_HBA_ID}/d0/appliance/ram`;
-    const dir = join(fake.roots.sysfs, "class", "uio", "uio3");
+    const dir = join(fixture.fake.roots.sysfs, "class", "uio", "uio3");
     mkdirSync(join(dir, "maps", "map0"), { recursive: true });
     writeFileSync(join(dir, "name"), `${name}\n`);
     writeFileSync(join(dir, "maps", "map0", "size"), "0x4800000\n");
@@ -175,14 +162,14 @@ describe("discovery reads the ALUA groups at attach", () => {
 
   async function discovered() {
     const { uio, name } = fakeUio();
-    const viaThreads = await describeDeviceAsync(uio, parseUioName(name)!, fake.roots, fake);
-    const [viaSync] = discoverDevices("appliance", fake.roots);
+    const viaThreads = await describeDeviceAsync(uio, parseUioName(name)!, fixture.fake.roots, fixture.fake);
+    const [viaSync] = discoverDevices("appliance", fixture.fake.roots);
     expect(viaSync!.alua).toEqual(viaThreads!.alua!);
     return viaThreads!;
   }
 
   test("every group by id with state and preferred bit; the local one has members; iSCSI is protocol 5", async () => {
-    await provisionDevice(provisioner, HA_SPEC(), "cli");
+    await provisionDevice(fixture.provisioner, HA_SPEC(), "cli");
     const device = await discovered();
     expect(device.alua).toEqual({
       groups: [
@@ -197,7 +184,7 @@ describe("discovery reads the ALUA groups at attach", () => {
   });
 
   test("a loop-only gateway reports SAS (6); a state in transition (0x0f) reads as transitioning", async () => {
-    await provisionDevice(provisioner, spec([{ fabric: "loop", alua: { ...GW_B, state: "active-optimized" } }], { aluaPeers: [{ ...GW_A, preferred: false }] }), "cli");
+    await provisionDevice(fixture.provisioner, spec([{ fabric: "loop", alua: { ...GW_B, state: "active-optimized" } }], { aluaPeers: [{ ...GW_A, preferred: false }] }), "cli");
     writeFileSync(config(DEVICE_DIR, "alua", "gw-a", "alua_access_state"), "15\n");
     const device = await discovered();
     expect(device.alua).toEqual({
@@ -211,12 +198,12 @@ describe("discovery reads the ALUA groups at attach", () => {
   });
 
   test("no ALUA when no group but default_tg_pt_gp has a LUN of the device", async () => {
-    await provisionDevice(provisioner, spec([{ fabric: "loop" }]), "cli");
+    await provisionDevice(fixture.provisioner, spec([{ fabric: "loop" }]), "cli");
     expect((await discovered()).alua).toBeUndefined();
     // Groups without members (the exports gone) are no gateway's own port either.
-    await unprovisionDevice(provisioner, "d0");
-    await provisionDevice(provisioner, spec([{ fabric: "loop", alua: GW_A }]), "cli");
-    rmSync(join(fake.roots.sysfs, "class"), { recursive: true });
+    await unprovisionDevice(fixture.provisioner, "d0");
+    await provisionDevice(fixture.provisioner, spec([{ fabric: "loop", alua: GW_A }]), "cli");
+    rmSync(join(fixture.fake.roots.sysfs, "class"), { recursive: true });
     writeFileSync(config(DEVICE_DIR, "alua", "gw-a", "members"), "");
     expect((await discovered()).alua).toBeUndefined();
   });
@@ -250,16 +237,16 @@ describe("discovery reads the ALUA groups at attach", () => {
   });
 
   test("readAluaGroups() passes over default_tg_pt_gp and names without a group's files", async () => {
-    await provisionDevice(provisioner, spec([{ fabric: "loop", alua: GW_A }]), "cli");
+    await provisionDevice(fixture.provisioner, spec([{ fabric: "loop", alua: GW_A }]), "cli");
     mkdirSync(config(DEVICE_DIR, "alua", "not-a-group"), { recursive: true });
-    expect((await readAluaGroups(fake, config(DEVICE_DIR))).map((group) => group.name)).toEqual(["gw-a"]);
+    expect((await readAluaGroups(fixture.fake, config(DEVICE_DIR))).map((group) => group.name)).toEqual(["gw-a"]);
   });
 });
 
 test("readInventory() shows each export's ALUA group and state, and every group of the device", async () => {
-  await provisionDevice(provisioner, HA_SPEC(), "cli");
-  await setAluaGroupState(fake, config(DEVICE_DIR), "gw-a", "active-non-optimized");
-  const [entry] = await readInventory(fake.roots, fake);
+  await provisionDevice(fixture.provisioner, HA_SPEC(), "cli");
+  await setAluaGroupState(fixture.fake, config(DEVICE_DIR), "gw-a", "active-non-optimized");
+  const [entry] = await readInventory(fixture.fake.roots, fixture.fake);
   expect(entry!.exports).toEqual([`loop ${loopWwn("d0")} lun 0 [gw-a id 1 active-non-optimized, preferred]`, `iscsi ${IQN} lun 0 [gw-a id 1 active-non-optimized, preferred]`]);
   expect(entry!.aluaGroups).toEqual([
     { name: "gw-a", id: 1, state: "active-non-optimized", preferred: true, members: [`loopback/${loopWwn("d0")}/tpgt_1/lun_0`, `iSCSI/${IQN}/tpgt_1/lun_0`] },

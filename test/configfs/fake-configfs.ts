@@ -8,7 +8,11 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
+import { afterEach, beforeEach } from "bun:test";
 import { ConfigfsError, ConfigfsIo } from "../../src/configfs/io.ts";
+import type { Provisioner } from "../../src/configfs/provision.ts";
+import { StateStore } from "../../src/configfs/state.ts";
+import { PROVISIONING_HBA_ID } from "../../src/configfs/user-device.ts";
 import type { KernelSetup } from "../../src/configfs/kernel-setup.ts";
 import type { SystemRoots } from "../../src/uio/discover.ts";
 
@@ -203,4 +207,27 @@ export class RecordingSetup implements KernelSetup {
     this.calls.push(`mount ${path}`);
     mkdirSync(join(path, "target"), { recursive: true });
   }
+}
+
+/** What provisioning tests work on: a fake configfs, a provisioner over it and its run dir. */
+export interface ProvisionerFixture {
+  fake: FakeConfigfs;
+  provisioner: Provisioner;
+  runDir: string;
+}
+
+/** A fresh fixture before every test of the calling file, disposed after it. */
+export function provisionerPerTest(): ProvisionerFixture {
+  const fixture = {} as ProvisionerFixture;
+  beforeEach(() => {
+    fixture.fake = new FakeConfigfs();
+    fixture.runDir = mkdtempSync(join(tmpdir(), "tcmu-run-"));
+    const roots = fixture.fake.roots;
+    fixture.provisioner = { roots, io: fixture.fake, setup: new RecordingSetup(roots), state: new StateStore(fixture.runDir), subtype: "appliance", hbaId: PROVISIONING_HBA_ID, findOtherDaemons: () => [] };
+  });
+  afterEach(() => {
+    fixture.fake.dispose();
+    rmSync(fixture.runDir, { recursive: true, force: true });
+  });
+  return fixture;
 }

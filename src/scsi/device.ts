@@ -262,9 +262,10 @@ export class ScsiDevice implements CommandExecutor, LogicalUnit {
     try {
       await alua.acquireImplicitly();
     } catch (error) {
-      // A live gateway owns the lock: not done, retryable, and the initiator moves to the
-      // optimized path (its I/O only comes here after that path failed, so this is rare).
-      if (error instanceof BackstoreError && error.kind === "unavailable") return this.fail(command, sense.NOT_READY_ASYMMETRIC_ACCESS_STATE_TRANSITION);
+      // A live gateway owns the lock: not done. Its I/O only comes here after the optimized path
+      // failed, so the lock is usually on its way (a dead owner's watch expiring): TRANSITION,
+      // which Linux retries on this path. A gateway fenced by the owner says UNAVAILABLE instead.
+      if (error instanceof BackstoreError && error.kind === "unavailable") return this.fail(command, fencedOrTransition(alua));
       return this.failFromBackstore(command, error);
     }
     await this.#run(row, command);
@@ -323,11 +324,11 @@ export class ScsiDevice implements CommandExecutor, LogicalUnit {
       case "unreachable":
         return this.fail(command, sense.COPY_TARGET_DEVICE_NOT_REACHABLE);
       case "unavailable":
-        // A gateway that lost the medium's lock to another (fenced: the cluster refuses it) says
-        // so with ASYMMETRIC ACCESS STATE TRANSITION, which makes a multipath initiator move the
-        // command to another path at once; BECOMING READY would have Linux retry it on this
-        // path for up to 180 s (the real-kernel failback test measured exactly that).
-        if (this.alua?.fenced === true) return this.fail(command, sense.NOT_READY_ASYMMETRIC_ACCESS_STATE_TRANSITION);
+        // A gateway whose lock another one broke (fenced: the cluster refuses its writes) says
+        // TARGET PORT IN UNAVAILABLE STATE, which makes Linux fail the path and move the command
+        // to the new owner at once. TRANSITION and BECOMING READY are retried on the same path,
+        // for up to 180 s: the real-kernel switch-back test stalled exactly that long.
+        if (this.alua?.fenced === true) return this.fail(command, sense.NOT_READY_TARGET_PORT_UNAVAILABLE);
         return this.fail(command, sense.NOT_READY_BECOMING_READY);
       default:
         return assertNever(error.kind);
@@ -337,4 +338,9 @@ export class ScsiDevice implements CommandExecutor, LogicalUnit {
 
 function assertNever(value: never): never {
   throw new Error(`unexpected backstore error kind ${String(value)}`);
+}
+
+/** The sense of a write refused for want of the medium's lock (docs/ha.md). */
+function fencedOrTransition(alua: AluaState): sense.SenseReason {
+  return alua.fenced ? sense.NOT_READY_TARGET_PORT_UNAVAILABLE : sense.NOT_READY_ASYMMETRIC_ACCESS_STATE_TRANSITION;
 }

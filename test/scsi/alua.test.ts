@@ -449,7 +449,7 @@ describe("the medium's lock", () => {
     expect(lock.tag).toBe(1);
   });
 
-  test("a medium out of reach answers BECOMING READY to the lock's owner, but ASYMMETRIC ACCESS STATE TRANSITION to a gateway that lost it (so multipath moves the command at once)", async () => {
+  test("a medium out of reach answers BECOMING READY to the lock's owner, but TARGET PORT IN UNAVAILABLE STATE to a gateway fenced by another (Linux fails that path at once; it retries TRANSITION in place for 180 s)", async () => {
     const lock = new FakeLock();
     const a = gateway(aluaConfig(1), new FakeOwnership(lock));
     const b = gateway(aluaConfig(2), new FakeOwnership(lock));
@@ -461,7 +461,10 @@ describe("the medium's lock", () => {
     expectGood(await setGroups(b.device, [[AO, 2]]));
     a.store.readFailure = new BackstoreError("unavailable", 0, "blocklisted");
     expectCheck(await a.device.submit(cdbs.testUnitReady()), ASYMMETRIC_ACCESS_STATE_CHANGED);
-    expectCheck(await a.device.submit(cdbs.read10(0, 1), { dataInBytes: 512 }), NOT_READY_ASYMMETRIC_ACCESS_STATE_TRANSITION);
+    expectCheck(await a.device.submit(cdbs.read10(0, 1), { dataInBytes: 512 }), NOT_READY_TARGET_PORT_UNAVAILABLE);
+    // Its writes want the lock back, which b (alive) keeps: refused the same way.
+    a.store.readFailure = undefined;
+    expectCheck(await a.device.submit(cdbs.write10(0, 1), { dataOut: new Uint8Array(512) }), NOT_READY_TARGET_PORT_UNAVAILABLE);
   });
 
   test("path probes (TEST UNIT READY, INQUIRY, RTPG) never take the lock", async () => {
@@ -515,8 +518,8 @@ describe("the medium's lock", () => {
     expectCheck(await a.device.submit(cdbs.testUnitReady()), ASYMMETRIC_ACCESS_STATE_CHANGED);
     expect(statesOf(await report(a.device)).map((group) => group.state)).toEqual([ANO, AO]);
     expect(await report(a.device)).toEqual(await report(b.device));
-    // A does not take the lock back implicitly while B lives.
-    expectCheck(await a.device.submit(cdbs.write10(0, 1), { dataOut: new Uint8Array(512) }), NOT_READY_ASYMMETRIC_ACCESS_STATE_TRANSITION);
+    // A does not take the lock back implicitly while B lives, and says it is fenced (UNAVAILABLE: Linux moves the write to B at once).
+    expectCheck(await a.device.submit(cdbs.write10(0, 1), { dataOut: new Uint8Array(512) }), NOT_READY_TARGET_PORT_UNAVAILABLE);
   });
 
   test("STPG making the local group standby gives the lock up", async () => {

@@ -1,6 +1,6 @@
 // Which commands a target port group lets through in each asymmetric access state (SPC-4
 // 5.15.2), as tables like the kernel's core_alua_state_standby() and its siblings, and which
-// medium access commands are path probes that never take the medium's lock. alua.ts applies them.
+// commands change the medium and so take its lock first. ScsiDevice and alua.ts apply them.
 import type { AluaAccessState } from "./logical-unit.ts";
 import {
   NOT_READY_ASYMMETRIC_ACCESS_STATE_TRANSITION,

@@ -10,8 +10,6 @@ import { WRITE_OPCODES } from "./alua-access.ts";
 import { ASYMMETRIC_ACCESS_STATE_CHANGED, type SenseReason } from "./sense.ts";
 
 export type { AluaAccessState, TargetPortGroupChange, TargetPortGroupStatus } from "./logical-unit.ts";
-// Which commands each state lets through is a table of its own; the unit reads it from here.
-export { accessRefusal, STANDBY_ALLOWS, TRANSITIONING_ALLOWS, UNAVAILABLE_ALLOWS, WRITES_TAKING_LOCK } from "./alua-access.ts";
 
 /** ASYMMETRIC ACCESS STATE codes (SPC-4 table 171). */
 export const ALUA_STATE_CODES: Record<AluaAccessState, number> = {
@@ -104,12 +102,12 @@ export class AluaState implements UnitAlua {
    * raises ASYMMETRIC ACCESS STATE CHANGED (SPC-4 5.15.2.7).
    */
   onImplicitChange?: (reason: SenseReason) => void;
-  /** Why the lock was last lost (ownership.onLost), for the log. */
-  lastLossReason: string | undefined;
   readonly #groups: GroupRecord[];
   readonly #local: GroupRecord;
   readonly #ownership: MediumOwnership | undefined;
   #transitions = 0;
+  /** Why another gateway last broke our lock (ownership.onLost); set means we were fenced. */
+  #lastLossReason: string | undefined;
   /** The implicit acquisition in flight; every command that needs the lock waits on this one. */
   #acquiring: Promise<void> | undefined;
 
@@ -140,7 +138,7 @@ export class AluaState implements UnitAlua {
 
   /** Another gateway broke this gateway's lock and it has not taken it back: the cluster refuses it. */
   get fenced(): boolean {
-    return this.lastLossReason !== undefined && this.#ownership?.owned === false;
+    return this.#lastLossReason !== undefined && this.#ownership?.owned === false;
   }
 
   /**
@@ -254,7 +252,7 @@ export class AluaState implements UnitAlua {
 
   /** Another gateway broke our lock (it is fenced from the medium now): we are non-optimized. */
   #lost(reason: string): void {
-    this.lastLossReason = reason;
+    this.#lastLossReason = reason;
     if (isExplicitlyInactive(this.#local.state)) return;
     this.#local.state = "active-non-optimized";
     this.#local.statusCode = STATUS_ALTERED_IMPLICITLY;

@@ -7,7 +7,8 @@ import { BackstoreError, type Backstore, type IoResult } from "../../backstores/
 import { NO_DATA_IN, SAM_STAT_TASK_ABORTED, type ScsiCommand } from "../ring/command.ts";
 import type { DataSegments } from "../ring/data-segments.ts";
 import type { CommandExecutor } from "../ring/engine.ts";
-import { AluaState, accessRefusal, type AluaConfig } from "./alua.ts";
+import { accessRefusal } from "./alua-access.ts";
+import { AluaState, type AluaConfig } from "./alua.ts";
 import { ALL_COMMANDS } from "./commands.ts";
 import { PROCESS_DEVICE_REGISTRY, type DeviceRegistry } from "./device-registry.ts";
 import { naaDesignator, naaKey, unitSerialFor } from "./identity.ts";

@@ -119,7 +119,7 @@ export class ServedUnit {
     this.#statsWriter.publish(this.engine);
     this.#statsWriter.publishUnit(this.#scsi);
     const alua = this.#scsi.alua;
-    if (alua !== undefined) this.#statsWriter.publishAlua(this.spec.alua!.localGroupId, ALUA_STATE_CODES[alua.localState], alua.ownsMedium, alua.transitions);
+    if (alua !== undefined) this.#statsWriter.publishAlua(alua.localGroupId, ALUA_STATE_CODES[alua.localState], alua.ownsMedium, alua.transitions);
     else this.#statsWriter.publishAlua(0, 0, undefined, 0);
   }
 
@@ -201,36 +201,44 @@ export class ServedUnit {
    * their files). If the new one cannot open, the old one is reopened and the error thrown, so
    * the caller can veto the reconfiguration.
    */
-  async reopen(configPath: string, sizeBytes: number): Promise<void> {
-    let reopened!: () => void;
+  reopen(configPath: string, sizeBytes: number): Promise<void> {
+    return this.#whileQuiesced(() => this.#swapStore(configPath, sizeBytes));
+  }
+
+  /**
+   * Runs `work` with new commands held back and running ones and peer chunks finished, one such
+   * change at a time (peer chunks wait on #reopening too); the unit it leaves resumes after.
+   */
+  async #whileQuiesced(work: () => void | Promise<void>): Promise<void> {
+    let done!: () => void;
     while (this.#reopening !== undefined) await this.#reopening;
-    this.#reopening = new Promise((resolve) => (reopened = resolve));
+    this.#reopening = new Promise((resolve) => (done = resolve));
     try {
       await this.#executor.quiesce();
       await this.#peerIoSettled();
-      await this.#swapStore(configPath, sizeBytes);
+      try {
+        await work();
+      } finally {
+        this.#executor.resume(this.#scsi);
+      }
     } finally {
       this.#reopening = undefined;
-      reopened();
+      done();
     }
   }
 
   async #swapStore(configPath: string, sizeBytes: number): Promise<void> {
     const previous = { configPath: this.#configPath, sizeBytes: this.#scsi.sizeBytes, backstore: this.#backstore };
+    await previous.backstore.flush();
+    await previous.backstore.close();
+    let next: Backstore;
     try {
-      await previous.backstore.flush();
-      await previous.backstore.close();
-      let next: Backstore;
-      try {
-        next = await this.#open(configPath, sizeBytes);
-      } catch (error) {
-        this.#swap(await this.#open(previous.configPath, previous.sizeBytes), previous.configPath, previous.sizeBytes);
-        throw error;
-      }
-      this.#swap(next, configPath, sizeBytes);
-    } finally {
-      this.#executor.resume(this.#scsi);
+      next = await this.#open(configPath, sizeBytes);
+    } catch (error) {
+      this.#swap(await this.#open(previous.configPath, previous.sizeBytes), previous.configPath, previous.sizeBytes);
+      throw error;
     }
+    this.#swap(next, configPath, sizeBytes);
   }
 
   /** A new SCSI unit over `backstore` that keeps the old one's state (WCE, D_SENSE, pending UAs). */
@@ -282,21 +290,11 @@ export class ServedUnit {
    * after we attached; an administrator may edit them). Running commands finish first; the new
    * unit keeps the old one's state, as after a reopen, over the same store.
    */
-  async setAlua(config: AluaConfig | undefined): Promise<void> {
-    while (this.#reopening !== undefined) await this.#reopening;
-    let done!: () => void;
-    this.#reopening = new Promise((resolve) => (done = resolve));
-    try {
-      await this.#executor.quiesce();
-      await this.#peerIoSettled();
+  setAlua(config: AluaConfig | undefined): Promise<void> {
+    return this.#whileQuiesced(() => {
       this.spec.alua = config;
       this.#swap(this.#backstore, this.#configPath, this.#scsi.sizeBytes);
-      this.#hooks.logger.info(config === undefined ? "ALUA groups gone: TPGS 0" : `ALUA: group ${config.localGroupId} of ${config.groups.map((group) => `${group.name}=${group.id}`).join(", ")}`);
-    } finally {
-      this.#executor.resume(this.#scsi);
-      this.#reopening = undefined;
-      done();
-    }
+    });
   }
 
   /** Finishes everything posted (the worker no longer waits on the device), flushes, closes. */

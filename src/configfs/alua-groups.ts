@@ -17,6 +17,7 @@
 //   NUL, formatted in a 256-byte buffer (a long IQN is cut short).
 import { join } from "node:path";
 import type { AluaGroupSpec, AluaStateName } from "../appliance-config/spec.ts";
+import { ALUA_STATE_CODES, aluaStateFromCode, type AluaConfig } from "../scsi/alua.ts";
 import type { ConfigfsIo } from "./io.ts";
 
 /** The group the kernel makes in every device and puts every new LUN in; never ours. */
@@ -26,28 +27,8 @@ export const ALUA_ACCESS_TYPE_IMPLICIT_EXPLICIT = 3;
 /** implicit_trans_secs, the IMPLICIT TRANSITION TIME initiators are told (RTPG extended header). */
 export const ALUA_IMPLICIT_TRANSITION_SECONDS = 30;
 
-/** A group's state as discovery reports it: a configured state, or one in transition. */
-export type DiscoveredAluaState = AluaStateName | "transitioning";
-
-/** Asymmetric access state codes (SPC-4 6.37, table 169; the kernel's ALUA_ACCESS_STATE_*). */
-const ALUA_STATE_CODES: Record<DiscoveredAluaState, number> = {
-  "active-optimized": 0x0,
-  "active-non-optimized": 0x1,
-  standby: 0x2,
-  unavailable: 0x3,
-  transitioning: 0xf,
-};
-
 export function aluaStateCode(state: AluaStateName): number {
   return ALUA_STATE_CODES[state];
-}
-
-/**
- * The state named by a code; undefined for LBA dependent (0x4) and offline (0xe), which the
- * appliance never configures, and for anything else.
- */
-export function aluaStateName(code: number): DiscoveredAluaState | undefined {
-  return (Object.keys(ALUA_STATE_CODES) as DiscoveredAluaState[]).find((state) => ALUA_STATE_CODES[state] === code);
 }
 
 export function aluaGroupDir(deviceDir: string, group: string): string {
@@ -182,26 +163,11 @@ export function protocolIdentifierOf(fabric: string): number {
   }
 }
 
-export interface DeviceAluaGroup {
-  id: number;
-  name: string;
-  state: DiscoveredAluaState;
-  preferred: boolean;
-}
-
-/** What serve needs to answer ALUA commands for a device (the SCSI layer's AluaConfig). */
-export interface DeviceAlua {
-  /** Every group with an id, this gateway's and its peers', by ascending id (the same order on every gateway). */
-  groups: DeviceAluaGroup[];
-  localGroupId: number;
-  protocolIdentifier: number;
-}
-
 /**
  * The device's ALUA setup from its groups; undefined when no group (but the kernel's default)
  * has a LUN of the device as a member: ALUA is then off for it.
  */
-export function deviceAluaFrom(readings: readonly AluaGroupReading[]): DeviceAlua | undefined {
+export function deviceAluaFrom(readings: readonly AluaGroupReading[]): AluaConfig | undefined {
   const groups = readings.filter((group): group is AluaGroupReading & { id: number } => group.id !== undefined).sort((a, b) => a.id - b.id);
   // A TCMU handler is not told which port a command came through, so it reports one group as
   // its own. Several groups with members (exports of this gateway put in different groups):
@@ -215,7 +181,7 @@ export function deviceAluaFrom(readings: readonly AluaGroupReading[]): DeviceAlu
     // An unreadable state is the kernel's initial one (active/optimized). LBA dependent and
     // offline are never configured here; were someone to set them by hand, unavailable is the
     // nearest state the SCSI layer models (no medium access).
-    groups: groups.map((group) => ({ id: group.id, name: group.name, state: aluaStateName(group.stateCode ?? 0) ?? "unavailable", preferred: group.preferred })),
+    groups: groups.map((group) => ({ id: group.id, name: group.name, state: aluaStateFromCode(group.stateCode ?? 0) ?? "unavailable", preferred: group.preferred })),
     localGroupId: local.id,
     protocolIdentifier: protocolIdentifierOf(member.fabric),
   };

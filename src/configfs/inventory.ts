@@ -4,7 +4,8 @@
 // (from the `members` of the device's groups).
 import { dirname, join, resolve } from "node:path";
 import type { SystemRoots } from "../uio/discover.ts";
-import { aluaStateName, memberKey, readAluaGroups, type AluaGroupReading } from "./alua-groups.ts";
+import { aluaStateFromCode } from "../scsi/alua.ts";
+import { memberKey, readAluaGroups, type AluaGroupReading } from "./alua-groups.ts";
 import type { ConfigfsIo } from "./io.ts";
 
 /** An ALUA group of a device as `list` shows it. */
@@ -92,7 +93,7 @@ async function uioNames(roots: SystemRoots, io: ConfigfsIo): Promise<Map<string,
 }
 
 function listedGroup(group: AluaGroupReading): InventoryAluaGroup {
-  const state = group.stateCode === undefined ? "unknown" : (aluaStateName(group.stateCode) ?? `state ${group.stateCode}`);
+  const state = group.stateCode === undefined ? "unknown" : (aluaStateFromCode(group.stateCode) ?? `state ${group.stateCode}`);
   return { name: group.name, id: group.id, state, preferred: group.preferred, members: group.members.map((member) => `${member.fabric}/${member.path}`) };
 }
 

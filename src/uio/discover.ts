@@ -3,7 +3,8 @@
 // target/core/user_<hba>/<name>. Only devices of our subtype are claimed.
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ALUA_DEFAULT_GROUP, ALUA_GROUP_FILES, aluaGroupFromTexts, deviceAluaFrom, type AluaGroupReading, type AluaGroupTexts, type DeviceAlua } from "../configfs/alua-groups.ts";
+import { ALUA_DEFAULT_GROUP, ALUA_GROUP_FILES, aluaGroupFromTexts, deviceAluaFrom, type AluaGroupReading, type AluaGroupTexts } from "../configfs/alua-groups.ts";
+import type { AluaConfig } from "../scsi/alua.ts";
 
 export const TCM_USER_PREFIX = "tcm-user";
 export const DEFAULT_SUBTYPE = "appliance";
@@ -47,7 +48,7 @@ export interface TcmuDeviceInfo extends UioName {
    * The device's ALUA target port groups (configfs alua/*), read at attach; undefined when no
    * group but the kernel's default has a LUN of this device as a member.
    */
-  alua?: DeviceAlua;
+  alua?: AluaConfig;
 }
 
 /** Splits a UIO name; undefined when it is not a TCMU device name. */

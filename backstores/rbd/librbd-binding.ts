@@ -64,6 +64,9 @@ export type Librbd = ReturnType<typeof openLibraries>;
 
 /** rbd_lock_mode_t: RBD_LOCK_MODE_EXCLUSIVE (librbd.h). */
 export const RBD_LOCK_MODE_EXCLUSIVE = 0;
+/** A NUL-terminated UTF-8 copy of `text`, for the char * arguments of these calls. */
+export const cString = (text: string) => Buffer.from(`${text}\0`, "utf8");
+
 /** rbd_set_image_notification's type for an eventfd. */
 export const EVENT_TYPE_EVENTFD = 2;
 /** sizeof(rbd_image_info_t) on 64-bit Linux: 3 u64, int (padded), 24-byte prefix, i64, 96-byte name. */

@@ -12,7 +12,7 @@ import type { RbdDevConfig } from "../../src/config/dev-config.ts";
 import { errnoName } from "../../src/libc/errno.ts";
 import { RBD_THREAD_WORKER_URL } from "../../src/worker-urls.ts";
 import { BackstoreOpenError } from "../types.ts";
-import { librbd } from "./librbd-binding.ts";
+import { cString, librbd } from "./librbd-binding.ts";
 import { UNAVAILABLE_ERRNOS } from "./rbd-errors.ts";
 import type { LockCall } from "./rbd-lock-calls.ts";
 
@@ -28,8 +28,6 @@ export interface ImageHandles {
 }
 
 export type ThreadReply<T> = { ok: true; value: T } | { ok: false; message: string; transient: boolean };
-
-const cString = (text: string) => Buffer.from(`${text}\0`, "utf8");
 
 function refusal(config: RbdDevConfig, message: string, status: number): { ok: false; message: string; transient: boolean } {
   return { ok: false, message: `rbd/${config.pool}/${config.image}: ${message}: ${errnoName(-status)}`, transient: UNAVAILABLE_ERRNOS.has(-status) };

@@ -4,12 +4,11 @@
 // no longer watches the image — so none runs on a data-plane worker. They answer librbd's status
 // as a value; the store's thread decides what it means (rbd-lock.ts).
 import { CString, ptr, type Pointer } from "bun:ffi";
-import { EBUSY, ENOENT } from "../../src/libc/errno.ts";
-import { librbd, RBD_LOCK_MODE_EXCLUSIVE } from "./librbd-binding.ts";
+import { EBUSY, ENOENT, ERANGE } from "../../src/libc/errno.ts";
+import { cString, librbd, RBD_LOCK_MODE_EXCLUSIVE } from "./librbd-binding.ts";
 
 /** The image metadata key where the lock's owner publishes its tag (its ALUA group id). */
 export const OWNER_TAG_KEY = "tcmu-appliance.alua-owner";
-const ERANGE = 34;
 /** Room for owners in one rbd_lock_get_owners call; an exclusive lock has at most one. */
 const LOCK_OWNERS_ROOM = 4;
 /** Room for the tag's decimal digits and NUL; a longer value is asked for again at its length. */
@@ -36,8 +35,6 @@ export interface LockReply {
   elapsedMs: number;
 }
 
-const cString = (text: string) => Buffer.from(`${text}\0`, "utf8");
-
 /** On the rbd thread: one lock call on the image at `call.image`. */
 export function lockCall(call: LockCall): LockReply {
   const startedAt = performance.now();
@@ -60,12 +57,9 @@ function run(call: LockCall): LockReply {
       const tag = metadataGet(image, OWNER_TAG_KEY);
       return { status: tag.status, step: "metadata", owners: owners.owners, tag: tag.value, elapsedMs: 0 };
     }
-    case "lock-check": {
+    case "lock-check":
       // Asks the OSD (librbd asserts the header lock), so a blocklisted client hears ESHUTDOWN.
-      const out = new Int32Array(1);
-      const status = rbd.rbd_is_exclusive_lock_owner(image, ptr(out));
-      return { status, step: "check", isOwner: status >= 0 && out[0] !== 0, elapsedMs: 0 };
-    }
+      return { ...ownerCheck(image), step: "check", elapsedMs: 0 };
   }
 }
 
@@ -83,7 +77,7 @@ function acquire(image: Pointer, breakLiveOwner: boolean, ownerTag: number): Loc
   const { rbd } = librbd();
   // A write before (librbd takes the lock by itself for one) may have made this client the owner:
   // breaking that would blocklist ourselves.
-  if (breakLiveOwner && !isOwner(image)) {
+  if (breakLiveOwner && !ownerCheck(image).isOwner) {
     const owners = lockOwners(image);
     if (owners.status < 0) return { status: owners.status, step: "owners", elapsedMs: 0 };
     for (const owner of owners.owners) {
@@ -103,9 +97,11 @@ function acquire(image: Pointer, breakLiveOwner: boolean, ownerTag: number): Loc
   return { status: 0, elapsedMs: 0 };
 }
 
-function isOwner(image: Pointer): boolean {
+/** rbd_is_exclusive_lock_owner: its status, and whether this client holds the lock. */
+function ownerCheck(image: Pointer): { status: number; isOwner: boolean } {
   const out = new Int32Array(1);
-  return librbd().rbd.rbd_is_exclusive_lock_owner(image, ptr(out)) >= 0 && out[0] !== 0;
+  const status = librbd().rbd.rbd_is_exclusive_lock_owner(image, ptr(out));
+  return { status, isOwner: status >= 0 && out[0] !== 0 };
 }
 
 /** The lock's owners; none when the lock is free (librbd: -ENOENT). */

@@ -21,6 +21,7 @@ export const EFBIG = 27;
 export const ENOSPC = 28;
 export const ESPIPE = 29;
 export const EROFS = 30;
+export const ERANGE = 34;
 export const ENOSYS = 38;
 export const EOPNOTSUPP = 95;
 export const ENOTSUP = EOPNOTSUPP;
@@ -51,6 +52,7 @@ const ERRNO_NAMES: Record<number, string> = {
   [ENOSPC]: "ENOSPC",
   [ESPIPE]: "ESPIPE",
   [EROFS]: "EROFS",
+  [ERANGE]: "ERANGE",
   [ENOSYS]: "ENOSYS",
   [EOPNOTSUPP]: "EOPNOTSUPP",
   [EDQUOT]: "EDQUOT",

@@ -1,24 +1,15 @@
 // The config file's ALUA keys (an export's `alua`, a device's `alua_peers`) and `serial`: parsed
 // into specs, and every mistake named by its key.
 import { describe, expect, test } from "bun:test";
-import { ConfigError, parseConfigText } from "../../src/appliance-config/load.ts";
+import { parseConfigText } from "../../src/appliance-config/load.ts";
+import { CONFIG_FILE, problems } from "./problems.ts";
 import { aluaGroupsOf } from "../../src/appliance-config/spec.ts";
 
-const FILE = "/etc/tcmu-appliance.toml";
+const FILE = CONFIG_FILE;
 const DEVICE = '[devices.d0]\nbackstore = "ram"\nsize = "64M"\n';
 const CHAP = 'chap_user = "alice"\nchap_password = "correct-horse-battery"\n';
 const LOOP_A = '[[devices.d0.exports]]\nfabric = "loop"\nalua = { group = "gw-a", id = 1 }\n';
 const ISCSI_A = `[[devices.d0.exports]]\nfabric = "iscsi"\n${CHAP}alua = { group = "gw-a", id = 1 }\n`;
-
-function problems(text: string): string[] {
-  try {
-    parseConfigText(FILE, text, "box1");
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  throw new Error("the config was accepted");
-}
 
 test("alua, alua_peers and serial parse into specs, with state and preferred defaulted", () => {
   const config = parseConfigText(

@@ -2,21 +2,12 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError, loadConfigFile, parseConfigText } from "../../src/appliance-config/load.ts";
+import { loadConfigFile, parseConfigText } from "../../src/appliance-config/load.ts";
+import { CONFIG_FILE, problems } from "./problems.ts";
 
-const FILE = "/etc/tcmu-appliance.toml";
+const FILE = CONFIG_FILE;
 const root = mkdtempSync(join(tmpdir(), "tcmu-config-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-function problems(text: string): string[] {
-  try {
-    parseConfigText(FILE, text, "box1");
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  throw new Error("the config was accepted");
-}
 
 const DEVICE = '[devices.d0]\nbackstore = "ram"\nsize = "64M"\n';
 const ISCSI = `${DEVICE}[[devices.d0.exports]]\nfabric = "iscsi"\n`;

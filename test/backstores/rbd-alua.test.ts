@@ -10,7 +10,7 @@ import { DEFAULT_IDENTITY } from "../../src/scsi/device.ts";
 import { SimDevice } from "../../src/sim/sim-device.ts";
 import type { Completion } from "../../src/sim/kernel-sim.ts";
 import * as cdbs from "../support/cdbs.ts";
-import { startCephCluster, type CephCluster } from "../support/ceph-cluster.ts";
+import { rbdCli, startCephCluster, type CephCluster } from "../support/ceph-cluster.ts";
 
 const BLOCK_BYTES = 512;
 const SIZE_BYTES = 64 * 1024 * 1024;
@@ -22,8 +22,7 @@ const devices: SimDevice[] = [];
 
 beforeAll(async () => {
   cluster = await startCephCluster();
-  const run = Bun.spawnSync(["rbd", "-c", cluster.confPath, "create", "rbd/ha", "--size", "64M"], { stdout: "pipe", stderr: "pipe" });
-  if (run.exitCode !== 0) throw new Error(run.stderr.toString());
+  rbdCli(cluster.confPath, "create", "rbd/ha", "--size", "64M");
 }, 240_000);
 
 afterAll(async () => {

@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { openBackstore } from "../../backstores/open.ts";
 import { BackstoreError, type Backstore, type MediumOwnership } from "../../backstores/types.ts";
-import { startCephCluster, type CephCluster } from "../support/ceph-cluster.ts";
-import { MappedBuffer } from "./support.ts";
+import { rbdCli, startCephCluster, type CephCluster } from "../support/ceph-cluster.ts";
+import { firstLineOf, MappedBuffer } from "./support.ts";
 
 const BLOCK_BYTES = 512;
 const SIZE_BYTES = 64 * 1024 * 1024;
@@ -24,8 +24,8 @@ const buffers: MappedBuffer[] = [];
 
 beforeAll(async () => {
   cluster = await startCephCluster();
-  for (const image of ["free", "busy", "fence", "flight", "handover", "dead", "snapped", "idle"]) rbdCli("create", `rbd/${image}`, "--size", "64M");
-  rbdCli("snap", "create", "rbd/snapped@gold");
+  for (const image of ["free", "busy", "fence", "flight", "handover", "dead", "snapped", "idle"]) rbd("create", `rbd/${image}`, "--size", "64M");
+  rbd("snap", "create", "rbd/snapped@gold");
 }, 240_000);
 
 afterAll(async () => {
@@ -34,11 +34,7 @@ afterAll(async () => {
   await cluster?.stop();
 }, 120_000);
 
-function rbdCli(...args: string[]): string {
-  const run = Bun.spawnSync(["rbd", "-c", cluster.confPath, ...args], { stdout: "pipe", stderr: "pipe" });
-  if (run.exitCode !== 0) throw new Error(`rbd ${args.join(" ")}: ${run.stderr.toString()}`);
-  return run.stdout.toString();
-}
+const rbd = (...args: string[]) => rbdCli(cluster.confPath, ...args);
 
 /** Gateway "a" uses the thread's default client, "b" a client of its own (another OSD timeout). */
 function configOf(image: string, gateway: "a" | "b"): string {
@@ -181,7 +177,7 @@ describe("rbd MediumOwnership: the image's exclusive lock says which gateway is 
     expect(await a.ownership.ownerTag()).toBe(TAG_B);
     expect(same(await readBack(a.store, offset, 64 * 1024), filled(64 * 1024, 20).bytes)).toBe(true);
     const path = `${cluster.dir}/fence.raw`;
-    rbdCli("export", "rbd/fence", path);
+    rbd("export", "rbd/fence", path);
     const exported = new Uint8Array(await Bun.file(path).arrayBuffer());
     expect(same(exported.subarray(offset, offset + 64 * 1024), filled(64 * 1024, 20).bytes)).toBe(true);
     console.log(`explicit acquire breaking a live owner (blocklist + break + acquire + publish): ${breakMs.toFixed(1)} ms`);
@@ -230,7 +226,7 @@ describe("rbd MediumOwnership: the image's exclusive lock says which gateway is 
     expect(results.filter((result) => result.ok && result.completedMs > bWrittenMs)).toEqual([]);
     expect(same(await readBack(b.store, 0, chunks * chunkBytes), bData.bytes)).toBe(true);
     const path = `${cluster.dir}/flight.raw`;
-    rbdCli("export", "rbd/flight", path);
+    rbd("export", "rbd/flight", path);
     expect(same(new Uint8Array(await Bun.file(path).arrayBuffer()).subarray(0, chunks * chunkBytes), bData.bytes)).toBe(true);
     const good = inFlightAtBreak.filter((result) => result.ok);
     console.log(
@@ -293,13 +289,7 @@ describe("rbd MediumOwnership: the image's exclusive lock says which gateway is 
       await Bun.sleep(120_000);
     `;
     const child = Bun.spawn([process.execPath, "-e", holder], { stdout: "pipe", stderr: "pipe" });
-    const reader = child.stdout.getReader();
-    let said = "";
-    while (!said.includes("\n")) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      said += new TextDecoder().decode(value);
-    }
+    const said = await firstLineOf(child.stdout);
     expect(said.trim()).toBe("owned");
     const b = await open("dead", "b");
     expect(await b.ownership.ownerTag()).toBe(7);

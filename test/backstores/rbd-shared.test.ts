@@ -17,6 +17,7 @@ import { SimDevice } from "../../src/sim/sim-device.ts";
 import { SimWorkerDevice } from "../../src/sim/sim-worker-device.ts";
 import { startCephCluster, type CephCluster } from "../support/ceph-cluster.ts";
 import { cdbs, expectCheck, expectGood, pattern, u32At, u64At, unmapList } from "../scsi/helpers.ts";
+import { firstLineOf } from "./support.ts";
 
 const BLOCK_BYTES = 512;
 const SIZE_BYTES = 64 * 1024 * 1024;
@@ -204,13 +205,7 @@ describe("rbd on a live cluster: what other gateways and tools see", () => {
   test("FUA data is on the cluster before GOOD: it survives the appliance being killed", async () => {
     const lba = 5 * OBJECT_BLOCKS + 40;
     const child = Bun.spawn([process.execPath, `${FIXTURES}/rbd-writer-killed.ts`, `rbd/rbd/fua;conf=${cluster.confPath}`, String(lba), "77"], { stdout: "pipe", stderr: "pipe" });
-    const reader = child.stdout.getReader();
-    let said = "";
-    while (!said.includes("\n")) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      said += new TextDecoder().decode(value);
-    }
+    const said = await firstLineOf(child.stdout);
     child.kill("SIGKILL");
     await child.exited;
     expect(said.trim()).toBe("written");

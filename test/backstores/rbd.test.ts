@@ -12,7 +12,7 @@ import { SimWorkerDevice } from "../../src/sim/sim-worker-device.ts";
 import { DEFAULT_IDENTITY } from "../../src/scsi/device.ts";
 import * as cdbs from "../support/cdbs.ts";
 import { extendedCopyList } from "../scsi/helpers.ts";
-import { startCephCluster } from "../support/ceph-cluster.ts";
+import { rbdCli, startCephCluster } from "../support/ceph-cluster.ts";
 
 const BLOCK_BYTES = 512;
 const SIZE_BYTES = 64 * 1024 * 1024;
@@ -23,7 +23,7 @@ const devices: SimDevice[] = [];
 
 beforeAll(async () => {
   cluster = await startCephCluster();
-  for (const image of ["t1", "t2", "t3", "t4", "t5", "c1", "c2"]) rbdCli("create", `rbd/${image}`, "--size", "64M");
+  for (const image of ["t1", "t2", "t3", "t4", "t5", "c1", "c2"]) rbd("create", `rbd/${image}`, "--size", "64M");
 }, CLUSTER_START_MS);
 
 afterAll(async () => {
@@ -31,11 +31,7 @@ afterAll(async () => {
   await cluster?.stop();
 }, 120_000);
 
-function rbdCli(...args: string[]): string {
-  const run = Bun.spawnSync(["rbd", "-c", cluster.confPath, ...args], { stdout: "pipe", stderr: "pipe" });
-  if (run.exitCode !== 0) throw new Error(`rbd ${args.join(" ")}: ${run.stderr.toString()}`);
-  return run.stdout.toString();
-}
+const rbd = (...args: string[]) => rbdCli(cluster.confPath, ...args);
 
 function open(config: string, sizeBytes = SIZE_BYTES): Promise<Backstore> {
   return openBackstore(`${config};conf=${cluster.confPath}`, { deviceKey: "test/rbd", sizeBytes, blockSizeBytes: BLOCK_BYTES });
@@ -60,7 +56,7 @@ describe("rbd backstore on a live cluster", () => {
     expect((await device.submit(cdbs.write10(0, 8, 0x08), { dataOut: cdbs.patternBytes(4096, 9) })).status).toBe(0);
     expect((await device.submit(Uint8Array.from([0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0]))).status).toBe(0);
     const exported = `${cluster.dir}/t1.raw`;
-    rbdCli("export", "rbd/t1", exported);
+    rbd("export", "rbd/t1", exported);
     const bytes = new Uint8Array(await Bun.file(exported).arrayBuffer());
     expect(Buffer.from(bytes.subarray(2048 * 512, 2048 * 512 + data.length)).equals(Buffer.from(data))).toBe(true);
   }, 60_000);
@@ -91,7 +87,7 @@ describe("rbd backstore on a live cluster", () => {
     }
     expect((await device.submit(Uint8Array.from([0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0]))).status).toBe(0);
     const exported = `${cluster.dir}/t5.raw`;
-    rbdCli("export", "rbd/t5", exported);
+    rbd("export", "rbd/t5", exported);
     const image = new Uint8Array(await Bun.file(exported).arrayBuffer());
     expect(image.length).toBe(SIZE_BYTES);
     expect(Buffer.from(image).equals(Buffer.from(shadow))).toBe(true);
@@ -158,7 +154,7 @@ describe("rbd backstore on a live cluster", () => {
   }, 60_000);
 
   test("a snapshot is served read-only: its data, and writes refused with DATA PROTECT", async () => {
-    rbdCli("snap", "create", "rbd/t1@s1");
+    rbd("snap", "create", "rbd/t1@s1");
     const backstore = await open("rbd/rbd/t1@s1");
     expect(backstore.capabilities.readOnly).toBe(true);
     const device = new SimDevice({ backstore, sizeBytes: SIZE_BYTES, blockSizeBytes: BLOCK_BYTES, scsi: { maxTransferBlocks: 2048 } });
@@ -189,7 +185,7 @@ describe("rbd backstore on a live cluster", () => {
   }, 60_000);
 
   test("inspect rbd/<pool>/<image> shows size, object size, features and snapshots; a missing image is refused", async () => {
-    rbdCli("snap", "create", "rbd/t2@i1");
+    rbd("snap", "create", "rbd/t2@i1");
     const main = `${import.meta.dir}/../../src/main.ts`;
     const run = Bun.spawnSync(["bun", main, "inspect", `rbd/rbd/t2;conf=${cluster.confPath}`, "--json"], { stdout: "pipe", stderr: "pipe" });
     expect(run.exitCode).toBe(0);
@@ -213,7 +209,7 @@ describe("rbd backstore on a live cluster", () => {
         };
         while ((await lastLba()) === -1); // the power-on unit attention
         expect(await lastLba()).toBe(SIZE_BYTES / BLOCK_BYTES - 1);
-        rbdCli("resize", "rbd/t4", "--size", "128M");
+        rbd("resize", "rbd/t4", "--size", "128M");
         let attention: number[] = [];
         const deadline = Date.now() + 10_000;
         while (Date.now() < deadline) {

@@ -164,3 +164,16 @@ export function senseInformation(sense: Uint8Array): number {
   if ((sense[0]! & 0x7f) === 0x72) return Number(view.getBigUint64(8 + 4, false));
   return view.getUint32(3, false);
 }
+
+/** What a child process printed up to the end of its first line (or all of it, if it ended first). */
+export async function firstLineOf(stream: ReadableStream<Uint8Array>): Promise<string> {
+  const reader = stream.getReader();
+  let said = "";
+  while (!said.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    said += new TextDecoder().decode(value);
+  }
+  reader.releaseLock();
+  return said;
+}

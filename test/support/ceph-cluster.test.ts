@@ -3,15 +3,9 @@
 // run side by side without sharing anything, and stop() leaves nothing behind.
 import { expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
-import { startCephCluster } from "./ceph-cluster.ts";
+import { rbdCli, startCephCluster } from "./ceph-cluster.ts";
 
 const CLUSTER_TEST_MS = 180_000;
-
-function rbd(confPath: string, ...args: string[]): string {
-  const run = Bun.spawnSync(["rbd", "-c", confPath, ...args], { stdout: "pipe", stderr: "pipe" });
-  if (run.exitCode !== 0) throw new Error(`rbd ${args.join(" ")}: exit ${run.exitCode}: ${run.stderr.toString()}`);
-  return run.stdout.toString();
-}
 
 /** The fsid and mon host lines of a cluster's ceph.conf. */
 function identity(confPath: string): { fsid: string; monHost: string } {
@@ -24,8 +18,8 @@ test("a cluster serves rbd create/info from its ceph.conf, on 127.0.0.1, and sto
   try {
     expect(cluster.confPath).toBe(`${cluster.dir}/ceph.conf`);
     expect(identity(cluster.confPath).monHost).toMatch(/^\[v2:127\.0\.0\.1:\d+,v1:127\.0\.0\.1:\d+\]$/);
-    rbd(cluster.confPath, "create", "rbd/img1", "--size", "64M");
-    const info = JSON.parse(rbd(cluster.confPath, "info", "rbd/img1", "--format", "json")) as { size: number };
+    rbdCli(cluster.confPath, "create", "rbd/img1", "--size", "64M");
+    const info = JSON.parse(rbdCli(cluster.confPath, "info", "rbd/img1", "--format", "json")) as { size: number };
     expect(info.size).toBe(64 * 1024 * 1024);
   } finally {
     await cluster.stop();
@@ -39,9 +33,9 @@ test("two clusters at once get their own fsid and mon ports and do not see each 
   try {
     expect(identity(a.confPath).fsid).not.toBe(identity(b.confPath).fsid);
     expect(identity(a.confPath).monHost).not.toBe(identity(b.confPath).monHost);
-    rbd(a.confPath, "create", "rbd/only-a", "--size", "8M");
-    expect(rbd(b.confPath, "ls").trim()).toBe("");
-    expect(rbd(a.confPath, "ls").trim()).toBe("only-a");
+    rbdCli(a.confPath, "create", "rbd/only-a", "--size", "8M");
+    expect(rbdCli(b.confPath, "ls").trim()).toBe("");
+    expect(rbdCli(a.confPath, "ls").trim()).toBe("only-a");
   } finally {
     await Promise.all([a.stop(), b.stop()]);
   }

@@ -60,3 +60,10 @@ async function stopCluster(dir: string): Promise<void> {
   running.delete(dir);
   if (code !== 0) throw new Error(`scripts/ceph/test-cluster.sh stop failed (exit ${code}):\n${stderr}`);
 }
+
+/** Runs `rbd -c confPath ARGS…` against a test cluster and returns its output; a failure throws with rbd's words. */
+export function rbdCli(confPath: string, ...args: string[]): string {
+  const run = Bun.spawnSync(["rbd", "-c", confPath, ...args], { stdout: "pipe", stderr: "pipe" });
+  if (run.exitCode !== 0) throw new Error(`rbd ${args.join(" ")}: exit ${run.exitCode}: ${run.stderr.toString()}`);
+  return run.stdout.toString();
+}

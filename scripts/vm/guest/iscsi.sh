@@ -36,18 +36,15 @@ if load_initiator_modules; then diag "initiator modules loaded ($((SECONDS - t0)
 mkdir -p "$VM_SCRATCH/etc-iscsi"
 cp /etc/iscsi/initiatorname.iscsi /etc/iscsi/iscsid.conf "$VM_SCRATCH/etc-iscsi/"
 mount -t tmpfs tmpfs /etc/iscsi && cp "$VM_SCRATCH"/etc-iscsi/* /etc/iscsi/
-sed -i 's/^iscsid.startup = .*/iscsid.startup = \/bin\/true/; s/^node.session.initial_login_retry_max = .*/node.session.initial_login_retry_max = 0/' /etc/iscsi/iscsid.conf
-mkdir -p /run/lock/iscsi
-iscsid || { fail iscsid "iscsid did not start"; finish; }
-sleep 1
+# Debian's replacement timeout (120 s) as it is; lib.sh turns off the autostart and login retries.
+start_iscsid 120 || { fail iscsid "iscsid did not start"; finish; }
 
 cleanup() {
 	iscsiadm -m node -T "$IQN" -p "$PORTAL" --logout >/dev/null 2>&1
 	[ -n "$APPLIANCE_PID" ] && kill -KILL "$APPLIANCE_PID" 2>/dev/null
-	pkill_iscsid
+	stop_iscsid
 	umount /etc/iscsi 2>/dev/null
 }
-pkill_iscsid() { [ -f /run/iscsid.pid ] && kill "$(cat /run/iscsid.pid)" 2>/dev/null; }
 trap cleanup EXIT
 
 start_appliance --metrics-listen off || { fail start "serve did not start"; finish; }

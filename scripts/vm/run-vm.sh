@@ -68,6 +68,9 @@ trap cleanup EXIT
 } >"$job"
 
 esc() { printf '%s' "${1//,/,,}"; } # QEMU option values escape ',' as ',,'
+# TCG, not KVM: these machines' /dev/kvm is kvm_pvm (PVM, virtualization without AMD-V/VT-x),
+# which runs only kernels built as PVM guests; a stock Debian kernel stops after "Probing EDD"
+# (-cpu host,-arch-capabilities) or aborts on MSR 0x10a (-cpu host). See docs/benchmarks.md.
 qemu=(
 	qemu-system-x86_64 -machine accel=tcg -cpu max -smp "$cpus" -m "$mem"
 	-nographic -no-reboot -nic none

@@ -5,7 +5,6 @@
 // size (plus 2 KiB while looking for the end of an over-long stream) and zstd frames are bounded
 // from their headers before they are decoded (a cluster, plus under one 128 KiB block for a
 // frame that does not declare its size).
-import { constants as zlibConstants, inflateRawSync } from "node:zlib";
 import { BackstoreError } from "../types.ts";
 import { hex } from "./fields.ts";
 import type { ImageFile } from "./image-file.ts";
@@ -41,8 +40,21 @@ export function inflateCluster(input: Uint8Array, clusterBytes: number): Uint8Ar
 
 const TOO_LONG = Symbol("deflate output over the limit");
 
+type NodeZlib = typeof import("node:zlib");
+let zlib: NodeZlib | undefined;
+
+/**
+ * node:zlib, loaded at the first deflate cluster: imported statically it would be loaded by
+ * every data-plane thread (the bundle hoists it), ~1.5 MB each, for images few devices serve.
+ */
+function loadZlib(): NodeZlib {
+  zlib ??= require("node:zlib") as NodeZlib;
+  return zlib;
+}
+
 /** Inflates what `input` holds (a cut stream is fine) up to `limitBytes` of output. */
 function inflateLimited(input: Uint8Array, limitBytes: number): Uint8Array | string | typeof TOO_LONG {
+  const { constants: zlibConstants, inflateRawSync } = loadZlib();
   try {
     return inflateRawSync(input, {
       windowBits: DEFLATE_WINDOW_BITS,

@@ -5,7 +5,7 @@
 // last closes. A client the cluster blocklisted is dead for all its images: it is dropped from
 // the table at once, so the images reconnecting make (and share) a new one.
 import type { Pointer } from "bun:ffi";
-import type { RbdDevConfig } from "../../src/config/dev-config.ts";
+import type { RbdDevConfig } from "../../src/config/dev-config-model.ts";
 import { librbd } from "./librbd-binding.ts";
 import { callInThread } from "./rbd-connect.ts";
 

@@ -8,7 +8,7 @@
 // Connecting (a rados_t: a client, ~17 threads and its sessions) and opening an image in it are
 // separate calls, so that the images of one thread share a client (rbd-clients.ts).
 import { ptr, type Pointer } from "bun:ffi";
-import type { RbdDevConfig } from "../../src/config/dev-config.ts";
+import type { RbdDevConfig } from "../../src/config/dev-config-model.ts";
 import { errnoName } from "../../src/libc/errno.ts";
 import { RBD_THREAD_WORKER_URL } from "../../src/worker-urls.ts";
 import { BackstoreOpenError } from "../types.ts";

@@ -2,7 +2,7 @@
 // an attach wants to know about the image — size, object size, features, snapshots.
 import { CString, ptr, type Pointer } from "bun:ffi";
 import { errnoName } from "../../src/libc/errno.ts";
-import type { RbdDevConfig } from "../../src/config/dev-config.ts";
+import type { RbdDevConfig } from "../../src/config/dev-config-model.ts";
 import { librbd, RBD_IMAGE_INFO_BYTES, RBD_IMAGE_INFO_OBJECT_SIZE_OFFSET, RBD_SNAP_INFO_BYTES, type Librbd } from "./librbd-binding.ts";
 import { leaseClient, type ClientLease } from "./rbd-clients.ts";
 import { callInThread, type ImageHandles } from "./rbd-connect.ts";

@@ -14,73 +14,23 @@
 // part of the string that is wrong.
 import { posix } from "node:path";
 import { z } from "zod";
+import { DevConfigError, RBD_CLIENT_ID_DEFAULT, RBD_CONF_DEFAULT, type DevConfig, type RbdDevConfig } from "./dev-config-model.ts";
 import { parseSizeBytes } from "./size.ts";
 
-export interface RamDevConfig {
-  kind: "ram";
-  label?: string;
-  /** ;max= — memory cap in bytes. */
-  maxBytes?: number;
-}
+export {
+  DevConfigError,
+  RBD_CLIENT_ID_DEFAULT,
+  RBD_CONF_DEFAULT,
+  type DetectDevConfig,
+  type DevConfig,
+  type FileDevConfig,
+  type Qcow2DevConfig,
+  type RamDevConfig,
+  type RbdDevConfig,
+} from "./dev-config-model.ts";
 
-export interface FileDevConfig {
-  kind: "file";
-  path: string;
-  readOnly: boolean;
-  direct: boolean;
-  sync: boolean;
-}
-
-export interface Qcow2DevConfig {
-  kind: "qcow2";
-  path: string;
-  snapshot?: string;
-}
-
-/** A bare path: qcow2 or raw is decided at open from the first bytes. */
-export interface DetectDevConfig {
-  kind: "detect";
-  path: string;
-  readOnly: boolean;
-  direct: boolean;
-  sync: boolean;
-  snapshot?: string;
-}
-
-export interface RbdDevConfig {
-  kind: "rbd";
-  pool: string;
-  image: string;
-  /** A snapshot: served read-only. */
-  snapshot?: string;
-  namespace?: string;
-  /** ceph.conf; default /etc/ceph/ceph.conf. */
-  confPath: string;
-  /** The cephx client id without "client."; default admin. */
-  clientId: string;
-  readOnly: boolean;
-  /** tcmu-runner's ;osd_op_timeout=: seconds before an OSD request fails (rados_osd_op_timeout). */
-  osdOpTimeoutSeconds?: number;
-}
-
-export type DevConfig = RamDevConfig | FileDevConfig | Qcow2DevConfig | DetectDevConfig | RbdDevConfig;
-
-export const RBD_CONF_DEFAULT = "/etc/ceph/ceph.conf";
-export const RBD_CLIENT_ID_DEFAULT = "admin";
 /** Pool, namespace, image and snapshot names as Ceph allows them, minus '/', '@' and ';'. */
 const RBD_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+:-]{0,127}$/;
-
-/** A dev_config that cannot be served as written; `part` is the offending piece. */
-export class DevConfigError extends Error {
-  readonly code = "E_CONFIG_INVALID";
-  readonly part: string;
-
-  constructor(devConfigPath: string, part: string, problem: string) {
-    super(`dev_config "${devConfigPath}": ${part}: ${problem}`);
-    this.name = "DevConfigError";
-    this.part = part;
-  }
-}
 
 const GRAMMAR_HINT = "expected ram[/label], file/<absolute path>, qcow2/<absolute path>, rbd/<pool>/<image> or an absolute path";
 const LABEL_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;

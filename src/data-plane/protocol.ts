@@ -4,6 +4,7 @@
 // yields to its runtime until it has received as many messages as were posted, and handles
 // them. Replies and events come back as ordinary messages (the main thread runs an event loop).
 import type { BackstoreErrorKind } from "../../backstores/types.ts";
+import type { DevConfig } from "../config/dev-config-model.ts";
 import type { AluaAccessState, AluaConfig } from "../scsi/alua.ts";
 import type { DataPlaneSettings } from "./settings.ts";
 
@@ -21,11 +22,20 @@ export interface WorkerStart {
   settings: DataPlaneSettings;
 }
 
+/**
+ * Where a device's data lives: the dev_config's <path> part and its parse. The control plane
+ * parses (and refuses what does not parse); a worker only opens, so it never loads the parser.
+ */
+export interface StoreSource {
+  configPath: string;
+  config: DevConfig;
+}
+
 export interface DeviceSpec {
   name: string;
   /** `user_<hba>/<name>`: what the RAM store names its memory after. */
   deviceKey: string;
-  configPath: string;
+  store: StoreSource;
   /** dev_size; 0: the store's own size. */
   sizeBytes: number;
   blockSizeBytes: number;
@@ -65,7 +75,7 @@ export interface AttachRequest {
 export type ControlRequest =
   | AttachRequest
   | { type: "resize"; id: number; token: number; sizeBytes: number }
-  | { type: "reopen"; id: number; token: number; configPath: string; sizeBytes: number }
+  | { type: "reopen"; id: number; token: number; store: StoreSource; sizeBytes: number }
   | { type: "write-cache"; id: number; token: number; enabled: boolean }
   /** The device's ALUA groups changed in configfs (created after attach, or edited): serve them. */
   | { type: "alua-config"; id: number; token: number; config?: AluaConfig }

@@ -16,9 +16,9 @@ import { IoBuffer } from "../scsi/io-buffer.ts";
 import { settle } from "../scsi/locked-io.ts";
 import { maxTransferBlocksFor } from "../scsi/limits.ts";
 import { RingStatsWriter } from "./device-stats.ts";
-import type { AttachRequest, DeviceSpec, PeerIoRequest, StoreSummary } from "./protocol.ts";
+import type { AttachRequest, DeviceSpec, PeerIoRequest, StoreSource, StoreSummary } from "./protocol.ts";
 
-export type StoreOpener = (configPath: string, sizeBytes: number) => Promise<Backstore>;
+export type StoreOpener = (store: StoreSource, sizeBytes: number) => Promise<Backstore>;
 
 export interface UnitHooks {
   logger: RingLogger & { info(message: string): void };
@@ -43,7 +43,7 @@ export class ServedUnit {
   readonly #hooks: UnitHooks;
   readonly #doorbellFd: number;
   readonly #doorbellWord = new Uint32Array(1);
-  #configPath: string;
+  #store: StoreSource;
   #backstore: Backstore;
   #scsi: ScsiDevice;
   readonly #maxTransferBlocks: number;
@@ -64,7 +64,7 @@ export class ServedUnit {
     this.#doorbellFd = request.doorbellFd;
     this.#open = open;
     this.#hooks = hooks;
-    this.#configPath = request.spec.configPath;
+    this.#store = request.spec.store;
     this.#backstore = backstore;
     this.metrics = new DeviceMetrics(request.stats, 0);
     this.#statsWriter = new RingStatsWriter(request.stats);
@@ -80,7 +80,7 @@ export class ServedUnit {
   }
 
   static async open(request: AttachRequest, open: StoreOpener, hooks: UnitHooks): Promise<ServedUnit> {
-    const backstore = await open(request.spec.configPath, request.spec.sizeBytes);
+    const backstore = await open(request.spec.store, request.spec.sizeBytes);
     try {
       return new ServedUnit(request, backstore, open, hooks);
     } catch (error) {
@@ -192,17 +192,17 @@ export class ServedUnit {
       this.#scsi.resize(sizeBytes);
       return;
     }
-    await this.reopen(this.#configPath, sizeBytes);
+    await this.reopen(this.#store, sizeBytes);
   }
 
   /**
-   * Serves the device from `configPath` at `sizeBytes` from now on. New commands are held back
+   * Serves the device from `store` at `sizeBytes` from now on. New commands are held back
    * while running ones finish; the old store is closed before the new one opens (stores lock
    * their files). If the new one cannot open, the old one is reopened and the error thrown, so
    * the caller can veto the reconfiguration.
    */
-  reopen(configPath: string, sizeBytes: number): Promise<void> {
-    return this.#whileQuiesced(() => this.#swapStore(configPath, sizeBytes));
+  reopen(store: StoreSource, sizeBytes: number): Promise<void> {
+    return this.#whileQuiesced(() => this.#swapStore(store, sizeBytes));
   }
 
   /**
@@ -227,22 +227,22 @@ export class ServedUnit {
     }
   }
 
-  async #swapStore(configPath: string, sizeBytes: number): Promise<void> {
-    const previous = { configPath: this.#configPath, sizeBytes: this.#scsi.sizeBytes, backstore: this.#backstore };
+  async #swapStore(store: StoreSource, sizeBytes: number): Promise<void> {
+    const previous = { store: this.#store, sizeBytes: this.#scsi.sizeBytes, backstore: this.#backstore };
     await previous.backstore.flush();
     await previous.backstore.close();
     let next: Backstore;
     try {
-      next = await this.#open(configPath, sizeBytes);
+      next = await this.#open(store, sizeBytes);
     } catch (error) {
-      this.#swap(await this.#open(previous.configPath, previous.sizeBytes), previous.configPath, previous.sizeBytes);
+      this.#swap(await this.#open(previous.store, previous.sizeBytes), previous.store, previous.sizeBytes);
       throw error;
     }
-    this.#swap(next, configPath, sizeBytes);
+    this.#swap(next, store, sizeBytes);
   }
 
   /** A new SCSI unit over `backstore` that keeps the old one's state (WCE, D_SENSE, pending UAs). */
-  #swap(backstore: Backstore, configPath: string, sizeBytes: number): void {
+  #swap(backstore: Backstore, store: StoreSource, sizeBytes: number): void {
     const previous = this.#scsi;
     const next = this.#buildScsi(backstore, previous.sizeBytes, previous.writeCacheEnabled);
     next.descriptorSense = previous.descriptorSense;
@@ -254,7 +254,7 @@ export class ServedUnit {
     this.#scsi = next;
     this.#backstore = backstore;
     this.#followStore(backstore);
-    this.#configPath = configPath;
+    this.#store = store;
     next.resize(sizeBytes);
   }
 
@@ -293,7 +293,7 @@ export class ServedUnit {
   setAlua(config: AluaConfig | undefined): Promise<void> {
     return this.#whileQuiesced(() => {
       this.spec.alua = config;
-      this.#swap(this.#backstore, this.#configPath, this.#scsi.sizeBytes);
+      this.#swap(this.#backstore, this.#store, this.#scsi.sizeBytes);
     });
   }
 

@@ -5,11 +5,11 @@
 // devices' counters, and goes back to waiting. Synchronous stores finish inside the batch: no
 // promise, no event-loop turn, no timer. The runtime's event loop runs only while a control
 // request is being received or is still in progress (opening a store, draining a device).
-import { openBackstore } from "../../backstores/open.ts";
+import { openStore, type BackstoreContext } from "../../backstores/open-store.ts";
 import { setDefaultFileIoMode } from "../../backstores/file/file-io.ts";
 import { drainMicrotasks } from "bun:jsc";
 import * as libc from "../libc/libc.ts";
-import { BackstoreError } from "../../backstores/types.ts";
+import { BackstoreError, type Backstore } from "../../backstores/types.ts";
 import { PROCESS_DEVICE_REGISTRY } from "../scsi/device-registry.ts";
 import { errorStatus, messageOf } from "../serve/errors.ts";
 import { PeerDirectory } from "./peer-units.ts";
@@ -284,7 +284,7 @@ export class WorkerLoop {
         await unit.resize(request.sizeBytes);
         return unit.summary;
       case "reopen":
-        await unit.reopen(request.configPath, request.sizeBytes);
+        await unit.reopen(request.store, request.sizeBytes);
         return unit.summary;
       case "write-cache":
         await unit.setWriteCache(request.enabled);
@@ -393,8 +393,8 @@ function turnOfTheRuntime(): Promise<void> {
 
 async function openerFor(openerModule: string | undefined, request: AttachRequest): Promise<StoreOpener> {
   const spec = request.spec;
-  const context = (sizeBytes: number) => ({ deviceKey: spec.deviceKey, sizeBytes, blockSizeBytes: spec.blockSizeBytes, allowedRoots: spec.allowedRoots });
-  if (openerModule === undefined) return (configPath, sizeBytes) => openBackstore(configPath, context(sizeBytes));
-  const module = (await import(openerModule)) as { openBackstore: typeof openBackstore };
-  return (configPath, sizeBytes) => module.openBackstore(configPath, context(sizeBytes));
+  const context = (sizeBytes: number): BackstoreContext => ({ deviceKey: spec.deviceKey, sizeBytes, blockSizeBytes: spec.blockSizeBytes, allowedRoots: spec.allowedRoots });
+  if (openerModule === undefined) return (store, sizeBytes) => openStore(store.configPath, store.config, context(sizeBytes));
+  const module = (await import(openerModule)) as { openBackstore: (configPath: string, context: BackstoreContext) => Promise<Backstore> };
+  return (store, sizeBytes) => module.openBackstore(store.configPath, context(sizeBytes));
 }

@@ -1,8 +1,6 @@
 // Who the logical unit says it is: the unit serial number (VPD 0x80) and the NAA designator
 // (VPD 0x83) derived from it exactly as the kernel target does, so a device keeps the same
 // /dev/disk/by-id name and EXTENDED COPY designator whether LIO or we serve it.
-import { createHash } from "node:crypto";
-
 /** IEEE company id of LIO (Linux-IO / RisingTide), used by target_core_spc.c for NAA 6h. */
 export const LIO_IEEE_COMPANY_ID = 0x001405;
 export const NAA_DESIGNATOR_BYTES = 16;
@@ -16,7 +14,8 @@ export const UNIT_SERIAL_LENGTH_MAX = 254;
 export function unitSerialFor(configuredSerial: string, deviceName: string): string {
   const trimmed = configuredSerial.trim();
   if (trimmed.length > 0) return trimmed.slice(0, UNIT_SERIAL_LENGTH_MAX);
-  const hex = createHash("sha256").update(`tcmu-appliance:${deviceName}`).digest("hex");
+  // Bun's native hasher, not node:crypto: that module costs every data-plane thread ~1 MB.
+  const hex = new Bun.CryptoHasher("sha256").update(`tcmu-appliance:${deviceName}`).digest("hex");
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 }
 

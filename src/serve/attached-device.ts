@@ -3,9 +3,10 @@
 // counters its worker publishes, and the mailbox calls that reach the worker which owns its
 // ring engine, SCSI unit and backstore (src/data-plane/). attach() brings it up;
 // resize()/reopen()/setWriteCache() apply a RECONFIG_DEVICE; detach() drains and releases it.
+import { parseDevConfig } from "../config/dev-config.ts";
 import type { DataPlanePool, DataPlaneWorker } from "../data-plane/pool.ts";
 import { AluaGaugesReader, newStatsBuffer, RingStatsReader, UnitStateReader } from "../data-plane/device-stats.ts";
-import type { StoreSummary } from "../data-plane/protocol.ts";
+import type { StoreSource, StoreSummary } from "../data-plane/protocol.ts";
 import { DeviceMetrics } from "../metrics/device-metrics.ts";
 import type { RingLogger } from "../ring/engine.ts";
 import type { AluaAccessState, AluaConfig } from "../scsi/alua.ts";
@@ -88,6 +89,7 @@ export class AttachedDevice {
   }
 
   static async attach(info: TcmuDeviceInfo, options: AttachOptions): Promise<AttachedDevice> {
+    const store = storeSource(options.backstoreConfig ?? info.configPath);
     const uio = UioDevice.open(info.devicePath, info.mapSizeBytes);
     let worker: DataPlaneWorker | undefined;
     let token = 0;
@@ -104,12 +106,12 @@ export class AttachedDevice {
         aluaChanged: (state) => holder.device !== undefined && options.onAluaChange?.(holder.device, state),
       });
       const attributes = info.attributes;
-      const store = await worker.attach({
+      const summary = await worker.attach({
         token,
         spec: {
           name: info.deviceName,
           deviceKey: options.deviceKey,
-          configPath: options.backstoreConfig ?? info.configPath,
+          store,
           sizeBytes: attributes.devSizeBytes,
           blockSizeBytes: attributes.hwBlockSizeBytes,
           hwMaxSectors: attributes.hwMaxSectors,
@@ -126,7 +128,7 @@ export class AttachedDevice {
         mapBytes: uio.mapBytes,
         stats,
       });
-      holder.device = new AttachedDevice(info, uio, recovery, worker, token, stats, store, options);
+      holder.device = new AttachedDevice(info, uio, recovery, worker, token, stats, summary, options);
       return holder.device;
     } catch (error) {
       if (worker !== undefined) worker.unregister(token);
@@ -173,7 +175,7 @@ export class AttachedDevice {
 
   /** Serves the device from `configPath` at `sizeBytes` from now on (the worker vetoes what cannot open). */
   async reopen(configPath: string, sizeBytes: number): Promise<void> {
-    this.#store = (await this.worker.call({ type: "reopen", token: this.#token, configPath, sizeBytes }))!;
+    this.#store = (await this.worker.call({ type: "reopen", token: this.#token, store: storeSource(configPath), sizeBytes }))!;
     this.#configPath = configPath;
   }
 
@@ -240,4 +242,9 @@ export class AttachedDevice {
       `${counters.abortedCommands} aborted, ${counters.malformedEntries} malformed, ${counters.doorbells} doorbells`
     );
   }
+}
+
+/** The dev_config parsed here, on the control plane: a refusal names the bad part, and the worker never loads the parser. */
+function storeSource(configPath: string): StoreSource {
+  return { configPath, config: parseDevConfig(configPath) };
 }

@@ -1,7 +1,7 @@
 // Turning failures into the negative errno a netlink reply carries, and the log shape serve's
 // parts share (consola instances satisfy it; tests pass a recorder).
 import { BackstoreOpenError } from "../../backstores/types.ts";
-import { DevConfigError } from "../config/dev-config.ts";
+import { DevConfigError } from "../config/dev-config-model.ts";
 import { EAGAIN, EINVAL, EIO, SystemCallError } from "../libc/errno.ts";
 
 export interface ServeLog {

@@ -6,6 +6,7 @@
 import { AluaGaugesReader, newStatsBuffer, RingStatsReader, UnitStateReader } from "../data-plane/device-stats.ts";
 import type { DataPlanePool, DataPlaneWorker } from "../data-plane/pool.ts";
 import type { DeviceSpec, StoreSummary } from "../data-plane/protocol.ts";
+import { parseDevConfig } from "../config/dev-config.ts";
 import * as libc from "../libc/libc.ts";
 import type { AluaAccessState, AluaConfig } from "../scsi/alua.ts";
 import { DeviceMetrics } from "../metrics/device-metrics.ts";
@@ -16,6 +17,8 @@ import { KernelSim, type Completion, type KernelSimOptions, type SubmitOptions }
 const PIPE_READ_BYTES = 4096;
 
 export interface SimWorkerDeviceOptions extends Partial<DeviceSpec> {
+  /** The dev_config <path> (default "ram"), parsed here as serve parses it; or the openerModule's own string. */
+  configPath?: string;
   sim?: KernelSimOptions;
   onReleased?: (reason: string) => void;
 }
@@ -55,7 +58,10 @@ export class SimWorkerDevice {
   }
 
   static async attach(pool: DataPlanePool, options: SimWorkerDeviceOptions = {}): Promise<SimWorkerDevice> {
-    const sim = new KernelSim(options.sim);
+    const { configPath = "ram", sim: simOptions, onReleased: _onReleased, ...specOptions } = options;
+    // A test opener (openerModule) reads its string itself and is never handed the parse.
+    const config = options.openerModule === undefined ? parseDevConfig(configPath) : ({ kind: "ram" } as const);
+    const sim = new KernelSim(simOptions);
     const [interruptRead, interruptWrite] = libc.pipe();
     const [doorbellRead, doorbellWrite] = libc.pipe();
     const pipes = [interruptRead, interruptWrite, doorbellRead, doorbellWrite];
@@ -78,14 +84,14 @@ export class SimWorkerDevice {
     const spec: DeviceSpec = {
       name,
       deviceKey: `sim-${process.pid}-${simDevices}`,
-      configPath: "ram",
+      store: { configPath, config },
       sizeBytes: 64 * 1024 * 1024,
       blockSizeBytes: 512,
       hwMaxSectors: 2048,
       writeCacheEnabled: false,
       unitSerial: `${name}-serial`,
       allowedRoots: [],
-      ...options,
+      ...specOptions,
     };
     const stats = newStatsBuffer();
     try {

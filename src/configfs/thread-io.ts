@@ -16,7 +16,7 @@ import type { ConfigfsOperation, ConfigfsRequest, ConfigfsResponse } from "./wor
 export const CONFIGFS_THREADS_MAX = 16;
 /** Idle threads kept once a burst is over. */
 export const CONFIGFS_THREADS_WARM = 1;
-/** Threads idle beyond the warm ones end after the pool has had no new work for this long. */
+/** A thread beyond the warm ones ends once it has had no work for this long. */
 export const CONFIGFS_IDLE_RETIRE_MS = 2000;
 /** An operation still running after this long is reported (it waits on the kernel, or on us). */
 export const CONFIGFS_SLOW_MS = 10_000;
@@ -28,7 +28,9 @@ interface PendingRequest {
 
 export class ThreadConfigfsIo extends ConfigfsIo {
   readonly #onSlow: (description: string) => void;
+  /** Least recently used first: work takes the last one, so the first ones are those to retire. */
   readonly #idle: Worker[] = [];
+  readonly #idleSince = new Map<Worker, number>();
   readonly #all: Worker[] = [];
   readonly #pending = new Map<number, PendingRequest>();
   readonly #queue: (() => void)[] = [];
@@ -55,8 +57,6 @@ export class ThreadConfigfsIo extends ConfigfsIo {
   }
 
   async #takeThread(): Promise<Worker> {
-    clearTimeout(this.#retireTimer);
-    this.#retireTimer = undefined;
     const idle = this.#idle.pop();
     if (idle !== undefined) return idle;
     if (this.#all.length < CONFIGFS_THREADS_MAX) return this.#spawn();
@@ -72,11 +72,9 @@ export class ThreadConfigfsIo extends ConfigfsIo {
       if (pending === undefined) return;
       this.#pending.delete(event.data.id);
       this.#idle.push(thread);
+      this.#idleSince.set(thread, performance.now());
       this.#queue.shift()?.();
-      if (this.#idle.length > CONFIGFS_THREADS_WARM && this.#retireTimer === undefined) {
-        this.#retireTimer = setTimeout(() => this.#retireIdle(), CONFIGFS_IDLE_RETIRE_MS);
-        this.#retireTimer.unref();
-      }
+      this.#scheduleRetire(CONFIGFS_IDLE_RETIRE_MS);
       pending.resolve(event.data);
     });
     this.#all.push(thread);
@@ -88,10 +86,28 @@ export class ThreadConfigfsIo extends ConfigfsIo {
     return this.#all.length;
   }
 
+  /**
+   * Retires the threads beyond the warm ones that have been idle CONFIGFS_IDLE_RETIRE_MS. Work
+   * arriving meanwhile does not hold them: a steady trickle (a scan, the ALUA watch after an
+   * attach) keeps one thread busy, and the rest of a burst's threads still end.
+   */
+  #scheduleRetire(delayMs: number): void {
+    if (this.#idle.length <= CONFIGFS_THREADS_WARM || this.#retireTimer !== undefined) return;
+    this.#retireTimer = setTimeout(() => this.#retireIdle(), delayMs);
+    this.#retireTimer.unref();
+  }
+
   #retireIdle(): void {
     this.#retireTimer = undefined;
+    const now = performance.now();
     while (this.#idle.length > CONFIGFS_THREADS_WARM) {
+      const idleMs = now - this.#idleSince.get(this.#idle[0]!)!;
+      if (idleMs < CONFIGFS_IDLE_RETIRE_MS) {
+        this.#scheduleRetire(CONFIGFS_IDLE_RETIRE_MS - idleMs);
+        return;
+      }
       const thread = this.#idle.shift()!;
+      this.#idleSince.delete(thread);
       this.#all.splice(this.#all.indexOf(thread), 1);
       thread.terminate();
     }
@@ -102,6 +118,7 @@ export class ThreadConfigfsIo extends ConfigfsIo {
     clearTimeout(this.#retireTimer);
     for (const thread of this.#all.splice(0)) thread.terminate();
     this.#idle.length = 0;
+    this.#idleSince.clear();
   }
 
   static #fail(response: ConfigfsResponse, what: string): never {

@@ -75,3 +75,26 @@ test("the threads a burst of blocked operations grew end once the burst is over,
     burst.close();
   }
 });
+
+test("a steady trickle of work after a burst (the ALUA watch after an attach) does not keep the burst's threads alive", async () => {
+  const burst = new ThreadConfigfsIo();
+  try {
+    const fifos = [0, 1, 2].map((index) => join(root, `trickle-fifo-${index}`));
+    for (const fifo of fifos) Bun.spawnSync(["mkfifo", fifo]);
+    const blocked = fifos.map((fifo) => burst.writeAttribute(fifo, 1));
+    await Bun.sleep(50);
+    expect(burst.threadCount).toBe(3);
+    const readers = fifos.map((fifo) => Bun.spawn(["cat", fifo], { stdout: "pipe" }));
+    await Promise.all(blocked);
+    for (const reader of readers) await reader.exited;
+    // One read every 250 ms, well inside the retire time, for longer than it.
+    const trickleUntil = performance.now() + CONFIGFS_IDLE_RETIRE_MS + 1000;
+    while (performance.now() < trickleUntil) {
+      expect(await burst.readAttribute(join(root, "a", "enable"))).toBe("1");
+      await Bun.sleep(250);
+    }
+    expect(burst.threadCount).toBe(CONFIGFS_THREADS_WARM);
+  } finally {
+    burst.close();
+  }
+});

@@ -29,6 +29,9 @@ self.onmessage = (event: MessageEvent<NetlinkWorkerStart>) => {
   const dropCounterWorks = net.socketMemoryInfo(socketFd, memoryInfo);
   let drops = memoryInfo[net.SK_MEMINFO_DROPS]!;
   let running = true;
+  // What loading and setting up left behind is garbage from now on: the thread then blocks in
+  // epoll_wait for good, and no collection would ever run to free it.
+  Bun.gc(true);
   while (running) {
     const ready = libc.epollWait(epollFd, events, -1);
     for (let index = 0; index < ready; index += 1) {

@@ -77,6 +77,10 @@ export class DeviceSet {
   readonly #attaching = new Map<string, Promise<AttachedDevice | undefined>>();
   /** Devices whose ALUA groups are being read now (#refreshAluaOf). */
   readonly #aluaRefreshing = new Set<AttachedDevice>();
+  /** Attached devices whose ALUA groups are still looked for, with when to stop. */
+  readonly #aluaWatched = new Map<AttachedDevice, number>();
+  /** A look at the watched devices is scheduled or running. */
+  #aluaLookPending = false;
   /** uio → the identity that failed to attach, so a broken device is not retried every scan. */
   readonly #failed = new Map<string, string>();
   /** uio → why its last attach failed (thrown again for an ADDED reply's errno). */
@@ -343,17 +347,32 @@ export class DeviceSet {
    * `create` makes a device's ALUA groups and puts its LUNs in them right after the enable that
    * attached it: they are looked for every ALUA_WATCH_INTERVAL_MS for ALUA_WATCH_MS after the
    * attach, so an initiator logging in right after `create` already sees TPGS and the groups
-   * (the periodic scan would take up to 10 s).
+   * (the periodic scan would take up to 10 s). One look at a time over all watched devices: a
+   * burst of attaches must not keep a configfs thread (~10 MB) busy for each of them.
    */
   #watchForAlua(device: AttachedDevice): void {
     if (device.aluaConfig !== undefined) return;
-    const deadline = performance.now() + ALUA_WATCH_MS;
-    const look = async () => {
-      if (this.stopping || device.detaching || performance.now() > deadline) return;
-      if (await this.#refreshAluaOf(device)) return;
-      setTimeout(() => void look(), ALUA_WATCH_INTERVAL_MS).unref();
-    };
-    setTimeout(() => void look(), ALUA_WATCH_INTERVAL_MS).unref();
+    this.#aluaWatched.set(device, performance.now() + ALUA_WATCH_MS);
+    this.#scheduleAluaLook();
+  }
+
+  #scheduleAluaLook(): void {
+    if (this.#aluaLookPending) return;
+    this.#aluaLookPending = true;
+    setTimeout(() => void this.#lookForAlua(), ALUA_WATCH_INTERVAL_MS).unref();
+  }
+
+  async #lookForAlua(): Promise<void> {
+    try {
+      // Devices attached meanwhile are visited too: a Map iterates what is added during the walk.
+      for (const [device, deadline] of this.#aluaWatched) {
+        const over = this.stopping || device.detaching || performance.now() > deadline;
+        if (over || (await this.#refreshAluaOf(device))) this.#aluaWatched.delete(device);
+      }
+    } finally {
+      this.#aluaLookPending = false;
+      if (this.#aluaWatched.size > 0 && !this.stopping) this.#scheduleAluaLook();
+    }
   }
 
   /** Answers ADDED waits nobody answered; `immediate` skips the grace period (after an unclean exit). */

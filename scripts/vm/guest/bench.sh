@@ -153,7 +153,8 @@ record_rss() {
 	rss=$(rss_kib "$APPLIANCE_PID")
 	parts=$(rss_parts "$APPLIANCE_PID")
 	echo -e "ours\t$1\t$rss" >>"$OUT/rss.tsv"
-	diag "RSS $2: $rss KiB (anon file shmem: $parts), $(ls /proc/"$APPLIANCE_PID"/task | wc -l) threads"
+	diag "RSS $2: $rss KiB (anon file shmem: $parts), $(ls /proc/"$APPLIANCE_PID"/task | wc -l) threads:" \
+		"$(for task in /proc/"$APPLIANCE_PID"/task/*; do printf '%s(%s) ' "$(cat "$task/comm")" "$(cat "$task/wchan")"; done 2>/dev/null)"
 }
 
 # sample_rss PID FILE: writes the largest VmRSS seen to FILE until killed.

@@ -55,18 +55,22 @@ test("an operation blocked in the kernel does not hold up the next one", async (
   expect(await new Response(reader.stdout).text()).toBe("1");
 });
 
+/** Three writers blocked at once (three threads), then let through: the pool after a burst. */
+async function burstOfThree(pool: ThreadConfigfsIo, name: string): Promise<void> {
+  const fifos = [0, 1, 2].map((index) => join(root, `${name}-fifo-${index}`));
+  for (const fifo of fifos) Bun.spawnSync(["mkfifo", fifo]);
+  const blocked = fifos.map((fifo) => pool.writeAttribute(fifo, 1));
+  await Bun.sleep(50);
+  expect(pool.threadCount).toBe(3);
+  const readers = fifos.map((fifo) => Bun.spawn(["cat", fifo], { stdout: "pipe" }));
+  await Promise.all(blocked);
+  for (const reader of readers) await reader.exited;
+}
+
 test("the threads a burst of blocked operations grew end once the burst is over, down to the warm one", async () => {
   const burst = new ThreadConfigfsIo();
   try {
-    const fifos = [0, 1, 2].map((index) => join(root, `burst-fifo-${index}`));
-    for (const fifo of fifos) Bun.spawnSync(["mkfifo", fifo]);
-    // Three writers blocked at once: three threads.
-    const blocked = fifos.map((fifo) => burst.writeAttribute(fifo, 1));
-    await Bun.sleep(50);
-    expect(burst.threadCount).toBe(3);
-    const readers = fifos.map((fifo) => Bun.spawn(["cat", fifo], { stdout: "pipe" }));
-    await Promise.all(blocked);
-    for (const reader of readers) await reader.exited;
+    await burstOfThree(burst, "burst");
     await Bun.sleep(CONFIGFS_IDLE_RETIRE_MS + 300);
     expect(burst.threadCount).toBe(CONFIGFS_THREADS_WARM);
     // The warm thread still serves.
@@ -79,14 +83,7 @@ test("the threads a burst of blocked operations grew end once the burst is over,
 test("a steady trickle of work after a burst (the ALUA watch after an attach) does not keep the burst's threads alive", async () => {
   const burst = new ThreadConfigfsIo();
   try {
-    const fifos = [0, 1, 2].map((index) => join(root, `trickle-fifo-${index}`));
-    for (const fifo of fifos) Bun.spawnSync(["mkfifo", fifo]);
-    const blocked = fifos.map((fifo) => burst.writeAttribute(fifo, 1));
-    await Bun.sleep(50);
-    expect(burst.threadCount).toBe(3);
-    const readers = fifos.map((fifo) => Bun.spawn(["cat", fifo], { stdout: "pipe" }));
-    await Promise.all(blocked);
-    for (const reader of readers) await reader.exited;
+    await burstOfThree(burst, "trickle");
     // One read every 250 ms, well inside the retire time, for longer than it.
     const trickleUntil = performance.now() + CONFIGFS_IDLE_RETIRE_MS + 1000;
     while (performance.now() < trickleUntil) {

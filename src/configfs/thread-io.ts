@@ -29,8 +29,7 @@ interface PendingRequest {
 export class ThreadConfigfsIo extends ConfigfsIo {
   readonly #onSlow: (description: string) => void;
   /** Least recently used first: work takes the last one, so the first ones are those to retire. */
-  readonly #idle: Worker[] = [];
-  readonly #idleSince = new Map<Worker, number>();
+  readonly #idle: { thread: Worker; sinceMs: number }[] = [];
   readonly #all: Worker[] = [];
   readonly #pending = new Map<number, PendingRequest>();
   readonly #queue: (() => void)[] = [];
@@ -58,7 +57,7 @@ export class ThreadConfigfsIo extends ConfigfsIo {
 
   async #takeThread(): Promise<Worker> {
     const idle = this.#idle.pop();
-    if (idle !== undefined) return idle;
+    if (idle !== undefined) return idle.thread;
     if (this.#all.length < CONFIGFS_THREADS_MAX) return this.#spawn();
     await new Promise<void>((resolve) => this.#queue.push(resolve));
     return this.#takeThread();
@@ -71,8 +70,7 @@ export class ThreadConfigfsIo extends ConfigfsIo {
       const pending = this.#pending.get(event.data.id);
       if (pending === undefined) return;
       this.#pending.delete(event.data.id);
-      this.#idle.push(thread);
-      this.#idleSince.set(thread, performance.now());
+      this.#idle.push({ thread, sinceMs: performance.now() });
       this.#queue.shift()?.();
       this.#scheduleRetire(CONFIGFS_IDLE_RETIRE_MS);
       pending.resolve(event.data);
@@ -101,13 +99,12 @@ export class ThreadConfigfsIo extends ConfigfsIo {
     this.#retireTimer = undefined;
     const now = performance.now();
     while (this.#idle.length > CONFIGFS_THREADS_WARM) {
-      const idleMs = now - this.#idleSince.get(this.#idle[0]!)!;
+      const idleMs = now - this.#idle[0]!.sinceMs;
       if (idleMs < CONFIGFS_IDLE_RETIRE_MS) {
         this.#scheduleRetire(CONFIGFS_IDLE_RETIRE_MS - idleMs);
         return;
       }
-      const thread = this.#idle.shift()!;
-      this.#idleSince.delete(thread);
+      const { thread } = this.#idle.shift()!;
       this.#all.splice(this.#all.indexOf(thread), 1);
       thread.terminate();
     }
@@ -118,7 +115,6 @@ export class ThreadConfigfsIo extends ConfigfsIo {
     clearTimeout(this.#retireTimer);
     for (const thread of this.#all.splice(0)) thread.terminate();
     this.#idle.length = 0;
-    this.#idleSince.clear();
   }
 
   static #fail(response: ConfigfsResponse, what: string): never {

@@ -8,7 +8,7 @@ const OUTFILE = "dist/tcmu-appliance";
 // Workers (and the module a worker imports at run time for `bench --isolation`) are separate
 // entrypoints and must sit beside main.ts, or the binary cannot find them (src/worker-urls.ts
 // resolves their URLs).
-const ENTRYPOINTS = ["src/main.ts", "src/uio-wait-worker.ts", "src/netlink-worker.ts", "src/io-thread-worker.ts", "src/configfs-worker.ts", "src/data-plane-worker.ts", "src/rbd-thread-worker.ts", "src/bench-stalling-store.ts"];
+const ENTRYPOINTS = ["src/main.ts", "src/uio-wait-worker.ts", "src/io-thread-worker.ts", "src/configfs-worker.ts", "src/data-plane-worker.ts", "src/rbd-thread-worker.ts", "src/bench-stalling-store.ts"];
 
 mkdirSync("dist", { recursive: true });
 const command = [

@@ -30,7 +30,7 @@ awk -F'\t' '
 			printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", title(j), cell("rd", j), cell("fileio", j), cell("runner", j), cell("ram", j), cell("file", j),
 				goal("ram", "rd", j), goal("file", "fileio", j), ratio("ram", "runner", j), ratio("file", "runner", j)
 		}
-		printf "\nRSS (KiB): ours serving no device %s, one idle device (one worker) %s, two (two workers) %s, 64 idle RAM devices %s (%s before the last 63), loaded (max) %s (anonymous %s); tcmu-runner loaded %s (anonymous %s)\n", \
-			rss["ours", "none"], rss["ours", "idle"], rss["ours", "idle2"], rss["ours", "idle64"], rss["ours", "idle64-before"], rss["ours", "loaded"], rss["ours", "loaded-anon"], rss["runner", "loaded"], rss["runner", "loaded-anon"]
+		printf "\nRSS (KiB): ours serving no device %s, one device 5 s after its attach %s, idle (attach settled, one worker) %s, two (two workers) %s, 64 idle RAM devices %s (%s before the last 63), loaded (max) %s (anonymous %s); tcmu-runner loaded %s (anonymous %s)\n", \
+			rss["ours", "none"], rss["ours", "settling"], rss["ours", "idle"], rss["ours", "idle2"], rss["ours", "idle64"], rss["ours", "idle64-before"], rss["ours", "loaded"], rss["ours", "loaded-anon"], rss["runner", "loaded"], rss["runner", "loaded-anon"]
 	}
 ' "$dir/results.tsv" "$dir/rss.tsv"

@@ -2,7 +2,6 @@
 // binary every module's import.meta.url is the binary's root (file:///$bunfs/root/…), so a URL
 // built in a subfolder would point outside it. build.ts passes each of these as an entrypoint.
 export const UIO_WAIT_WORKER_URL = new URL("./uio-wait-worker.ts", import.meta.url).href;
-export const NETLINK_WORKER_URL = new URL("./netlink-worker.ts", import.meta.url).href;
 export const IO_THREAD_WORKER_URL = new URL("./io-thread-worker.ts", import.meta.url).href;
 export const CONFIGFS_WORKER_URL = new URL("./configfs-worker.ts", import.meta.url).href;
 /** Blocking librbd calls (connect, allocation walks), off the data-plane workers. */

@@ -6,17 +6,17 @@
 // a read under a device with a pending rmdir until we answered REMOVED. Two of those at once
 // would stall every async file operation in the process, including the ones needed to answer.
 // This pool grows a thread whenever all are busy (up to CONFIGFS_THREADS_MAX), so a blocked
-// operation never holds up the next one, and shrinks back to one warm thread once a burst is
-// over: each JavaScript thread costs ~12 MB of memory, and a burst of attaches is rare.
+// operation never holds up the next one, and each thread ends once it has had no work for
+// CONFIGFS_IDLE_RETIRE_MS: a JavaScript thread costs ~2.5 MB of memory even idle, and an idle
+// serve reads configfs only about once a minute (device-set.ts), so it keeps none. Starting
+// one again costs a few milliseconds.
 import { CONFIGFS_WORKER_URL } from "../worker-urls.ts";
 import { ConfigfsError, ConfigfsIo } from "./io.ts";
 import type { ConfigfsOperation, ConfigfsRequest, ConfigfsResponse } from "./worker-protocol.ts";
 
 /** Threads at most; more concurrent configfs operations than this wait for a free one. */
 export const CONFIGFS_THREADS_MAX = 16;
-/** Idle threads kept once a burst is over. */
-export const CONFIGFS_THREADS_WARM = 1;
-/** A thread beyond the warm ones ends once it has had no work for this long. */
+/** A thread ends once it has had no work for this long. */
 export const CONFIGFS_IDLE_RETIRE_MS = 2000;
 /** An operation still running after this long is reported (it waits on the kernel, or on us). */
 export const CONFIGFS_SLOW_MS = 10_000;
@@ -85,12 +85,12 @@ export class ThreadConfigfsIo extends ConfigfsIo {
   }
 
   /**
-   * Retires the threads beyond the warm ones that have been idle CONFIGFS_IDLE_RETIRE_MS. Work
-   * arriving meanwhile does not hold them: a steady trickle (a scan, the ALUA watch after an
-   * attach) keeps one thread busy, and the rest of a burst's threads still end.
+   * Retires the threads that have been idle CONFIGFS_IDLE_RETIRE_MS. Work arriving meanwhile
+   * does not hold them: a steady trickle (a scan, the ALUA watch after an attach) keeps one
+   * thread busy, and the rest of a burst's threads still end.
    */
   #scheduleRetire(delayMs: number): void {
-    if (this.#idle.length <= CONFIGFS_THREADS_WARM || this.#retireTimer !== undefined) return;
+    if (this.#idle.length === 0 || this.#retireTimer !== undefined) return;
     this.#retireTimer = setTimeout(() => this.#retireIdle(), delayMs);
     this.#retireTimer.unref();
   }
@@ -98,7 +98,7 @@ export class ThreadConfigfsIo extends ConfigfsIo {
   #retireIdle(): void {
     this.#retireTimer = undefined;
     const now = performance.now();
-    while (this.#idle.length > CONFIGFS_THREADS_WARM) {
+    while (this.#idle.length > 0) {
       const idleMs = now - this.#idle[0]!.sinceMs;
       if (idleMs < CONFIGFS_IDLE_RETIRE_MS) {
         this.#scheduleRetire(CONFIGFS_IDLE_RETIRE_MS - idleMs);

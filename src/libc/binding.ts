@@ -36,6 +36,9 @@ export const libc = dlopen("libc.so.6", {
   epoll_wait: { args: [i32, ptr, i32, i32], returns: i32 },
   pipe2: { args: [ptr, i32], returns: i32 },
   getpid: { args: [], returns: i32 },
+  gettid: { args: [], returns: i32 },
+  // The third argument is an integer or a pointer (F_SETOWN_EX): pass pointers as numbers.
+  fcntl: { args: [i32, i32, i64], returns: i32 },
   fstatfs: { args: [i32, ptr], returns: i32 },
   // Sockets (net.ts): generic netlink and sd_notify.
   socket: { args: [i32, i32, i32], returns: i32 },

@@ -17,6 +17,14 @@ export const O_NONBLOCK = 0o4000;
 export const O_DSYNC = 0o10000;
 export const O_DIRECT = 0o40000;
 export const O_CLOEXEC = 0o2000000;
+/** Signal the descriptor's owner (F_SETOWN_EX) with SIGIO when it becomes readable. */
+export const O_ASYNC = 0o20000;
+
+export const F_GETFL = 3;
+export const F_SETFL = 4;
+/** fcntl(2) with struct f_owner_ex { int type; pid_t pid; }. */
+export const F_SETOWN_EX = 15;
+export const F_OWNER_TID = 0;
 
 export const PROT_READ = 1;
 export const PROT_WRITE = 2;
@@ -300,4 +308,22 @@ export function pipe(flags = 0): [number, number] {
 
 export function getpid(): number {
   return sym.getpid();
+}
+
+export function gettid(): number {
+  return sym.gettid();
+}
+
+/**
+ * Has the kernel send SIGIO to the calling thread each time `fd` becomes readable (sockets,
+ * pipes and character devices that implement fasync), or stops it. The owner is set before
+ * O_ASYNC, so no signal goes to an owner not chosen yet.
+ */
+export function setSignalOnReadable(fd: number, on: boolean, subject?: string): void {
+  if (on) {
+    const owner = new Int32Array([F_OWNER_TID, sym.gettid()]);
+    check("fcntl", subject, sym.fcntl(fd, F_SETOWN_EX, ptr(owner)));
+  }
+  const flags = check("fcntl", subject, sym.fcntl(fd, F_GETFL, 0));
+  check("fcntl", subject, sym.fcntl(fd, F_SETFL, on ? flags | O_ASYNC : flags & ~O_ASYNC));
 }

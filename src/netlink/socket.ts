@@ -1,7 +1,8 @@
 // Generic netlink sockets. The control socket sends requests (GETFAMILY, SET_FEATURES, *_DONE)
 // and reads their answers at once: the kernel runs a generic netlink handler inside sendto(), so
 // the reply is already queued when sendto returns and a non-blocking recv finds it. The event
-// socket only listens (multicast "config" group) and is read by the netlink worker, blocking.
+// socket only listens (multicast "config" group) and is read on the main thread when SIGIO says
+// it has data (listener.ts).
 import * as net from "../libc/net.ts";
 import * as libc from "../libc/libc.ts";
 import { errnoName } from "../libc/errno.ts";

@@ -139,6 +139,9 @@ export class Appliance {
     const served = this.devices.devices.length;
     log.info(`serving ${served} device(s); ${this.#netlink === undefined ? `polling sysfs every ${POLL_INTERVAL_MS} ms` : "listening for netlink events"}`);
     sdNotify(`READY=1\nSTATUS=serving ${served} device(s)`);
+    // Loading, config parsing and the first scan left garbage an idle serve would keep (~1 MB):
+    // too little allocation follows for the collector to run by itself.
+    Bun.gc(true);
   }
 
   #loadConfig(): ApplianceConfig {

@@ -70,6 +70,12 @@ export interface DeviceSetOptions {
 /** After an attach, how long and how often its ALUA groups are looked for (#watchForAlua). */
 const ALUA_WATCH_MS = 20_000;
 const ALUA_WATCH_INTERVAL_MS = 500;
+/**
+ * How often a scan reads every attached device's ALUA groups again (an administrator's change).
+ * Not every scan: each read of configfs starts a configfs thread (~2.5 MB while it lives), and
+ * an idle serve should hold none.
+ */
+const ALUA_REFRESH_INTERVAL_MS = 60_000;
 
 export class DeviceSet {
   readonly options: DeviceSetOptions;
@@ -81,6 +87,8 @@ export class DeviceSet {
   readonly #aluaWatched = new Map<AttachedDevice, number>();
   /** A look at the watched devices is scheduled or running. */
   #aluaLookPending = false;
+  /** When a scan last read every device's ALUA groups. */
+  #aluaRefreshedAt = Number.NEGATIVE_INFINITY;
   /** uio → the identity that failed to attach, so a broken device is not retried every scan. */
   readonly #failed = new Map<string, string>();
   /** uio → why its last attach failed (thrown again for an ADDED reply's errno). */
@@ -91,6 +99,8 @@ export class DeviceSet {
   readonly #replyExpected = new Map<string, boolean>();
   /** deviceId → when a scan first saw its enable waiting. */
   readonly #pendingSince = new Map<number, number>();
+  /** The TCMU devices a scan saw enabled: their enable is not read again (findPendingAdded). */
+  readonly #enabledSeen = new Set<string>();
   /** The scan that tries again the devices whose store was out of reach; at most one pending. */
   #retryScan: ReturnType<typeof setTimeout> | undefined;
   replier: Replier | undefined;
@@ -297,14 +307,17 @@ export class DeviceSet {
     for (const info of await discoverDevicesAsync((subtype) => claims.claims(subtype), roots, this.options.io, unattached, unreadable)) {
       if (!this.#devices.has(info.uio)) await this.attach(info);
     }
-    await this.#refreshAlua();
+    if (performance.now() - this.#aluaRefreshedAt >= ALUA_REFRESH_INTERVAL_MS) {
+      this.#aluaRefreshedAt = performance.now();
+      await this.#refreshAlua();
+    }
     if (this.replier?.repliesOn === true) await this.answerPendingAdded(options.immediate === true);
   }
 
   /**
-   * Re-reads the ALUA groups of every attached device: `create` makes them after enable (the
-   * kernel refuses a group's state before), so after we attached, and an administrator may change
-   * them. A device whose groups changed is served with the new ones (TPGS, RTPG) from now on.
+   * Re-reads the ALUA groups of every attached device (a scan, once per ALUA_REFRESH_INTERVAL_MS):
+   * an administrator may change them. A device whose groups changed is served with the new ones
+   * (TPGS, RTPG) from now on.
    */
   async #refreshAlua(): Promise<void> {
     for (const device of this.devices) await this.#refreshAluaOf(device);
@@ -372,6 +385,9 @@ export class DeviceSet {
     } finally {
       this.#aluaLookPending = false;
       if (this.#aluaWatched.size > 0 && !this.stopping) this.#scheduleAluaLook();
+      // The attaches have settled: collect what they left on this thread now. An idle serve
+      // allocates too little for the collector to run by itself, and ~1 MB would stay.
+      else Bun.gc(true);
     }
   }
 
@@ -380,7 +396,7 @@ export class DeviceSet {
     const { roots, claims, log } = this.options;
     const now = Date.now();
     const seen = new Set<number>();
-    for (const pending of await findPendingAdded(roots, this.options.io)) {
+    for (const pending of await findPendingAdded(roots, this.options.io, this.#enabledSeen)) {
       seen.add(pending.deviceId);
       const since = this.#pendingSince.get(pending.deviceId) ?? now;
       this.#pendingSince.set(pending.deviceId, since);

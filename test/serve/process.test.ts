@@ -1,5 +1,5 @@
 import { afterAll, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { renderServiceUnit } from "../../src/cli/service-unit.ts";
@@ -98,6 +98,33 @@ test("findPendingAdded() finds every TCMU device whose enable waits, ours or not
     { uio: "uio2", hbaId: 2, deviceName: "foreign", devConfig: "qcow/x.qcow2", deviceId: 5 },
     { uio: "uio3", hbaId: 2, deviceName: "bare", devConfig: "", deviceId: 6 },
   ]);
+});
+
+test("findPendingAdded() reads a device's enable until it saw 1, and again for a device made anew under the same name and uio", async () => {
+  const roots = fakeTree("enabled-seen");
+  const reads: string[] = [];
+  const counting = Object.create(CONFIGFS_IO) as typeof CONFIGFS_IO;
+  counting.readAttribute = (path: string) => {
+    reads.push(path.slice(roots.configfs.length));
+    return CONFIGFS_IO.readAttribute(path);
+  };
+  const enabledSeen = new Set<string>();
+  await findPendingAdded(roots, counting, enabledSeen);
+  expect(reads.filter((path) => path.endsWith("/served/enable"))).toHaveLength(1);
+  reads.length = 0;
+  // The next scans read only the waiting devices: an enable never goes back to 0.
+  const pending = await findPendingAdded(roots, counting, enabledSeen);
+  expect(pending.map((device) => device.deviceName)).toEqual(["waiting", "foreign", "bare"]);
+  expect(reads.some((path) => path.includes("/served/"))).toBe(false);
+  // Removed and made again (a new sysfs node, which kernfs numbers anew), this time waiting for
+  // its reply. The old directory is kept aside so this filesystem cannot reuse its inode.
+  const uioDir = join(roots.sysfs, "class", "uio", "uio0");
+  renameSync(uioDir, join(roots.sysfs, "removed-uio0"));
+  mkdirSync(join(uioDir, "maps", "map0"), { recursive: true });
+  writeFileSync(join(uioDir, "name"), "tcm-user/1/served/appliance/ram\n");
+  writeFileSync(join(roots.configfs, "target", "core", "user_1", "served", "enable"), "0\n");
+  const again = await findPendingAdded(roots, counting, enabledSeen);
+  expect(again.map((device) => device.deviceName)).toEqual(["served", "waiting", "foreign", "bare"]);
 });
 
 test("discoverDevicesAsync() describes only claimed subtypes' devices the caller still wants", async () => {

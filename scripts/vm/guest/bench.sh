@@ -223,14 +223,19 @@ if grep -qwE 'ram|file' <<<"$TARGETS"; then
 	# BENCH_SERVE_ARGS: extra serve flags to measure (e.g. "--poll-us 200 --file-io threads").
 	# shellcheck disable=SC2086
 	start_appliance --allow-root "$IMAGES" ${BENCH_SERVE_ARGS:-} || { fail start "appliance did not start"; finish; }
-	# RSS in steps: serve alone, one device (one worker), two devices (two workers).
+	# RSS in steps: serve alone, one device (one worker), two devices (two workers), each once
+	# the attach has settled: serve looks for a new device's ALUA groups for 20 s after it.
+	SETTLE_S=25
 	sleep 2
 	record_rss none "serving nothing"
 	if grep -qw ram <<<"$TARGETS"; then
 		create_user_device bench_ram appliance/ram/benchram
 		wait_for_log 'attached uio[0-9]+ bench_ram' 90 || fail attach-ram "no attach line"
-		# Settled: the configfs threads the attach grew have retired (2 s idle).
+		# While the attach settles (its 20 s look for ALUA groups, on a configfs thread), then idle:
+		# the look is over and the configfs threads it used have retired (2 s without work).
 		sleep 5
+		record_rss settling "with one device, 5 s after its attach"
+		sleep $((SETTLE_S - 5))
 		record_rss idle "with one idle device"
 	fi
 	# 64 idle RAM devices (before any I/O, so no data-area pages are mapped yet): what each
@@ -239,7 +244,7 @@ if grep -qwE 'ram|file' <<<"$TARGETS"; then
 		before=$(rss_kib "$APPLIANCE_PID")
 		for i in $(seq 1 63); do create_user_backstore "bench_idle$i" $((16 * 1024 * 1024)) "appliance/ram/idle$i" || break; done
 		wait_for_log 'attached uio[0-9]+ bench_idle63 ' 180 || diag "not all idle devices attached"
-		sleep 5
+		sleep "$SETTLE_S"
 		record_rss idle64 "with 64 idle devices ($before KiB with one)"
 		echo -e "ours\tidle64-before\t$before" >>"$OUT/rss.tsv"
 		for i in $(seq 1 63); do remove_user_backstore "bench_idle$i" 2>/dev/null; done
@@ -247,7 +252,7 @@ if grep -qwE 'ram|file' <<<"$TARGETS"; then
 	if grep -qw file <<<"$TARGETS"; then
 		create_user_device bench_file "appliance/file/$IMAGES/ours.img"
 		wait_for_log 'attached uio[0-9]+ bench_file' 90 || fail attach-file "no attach line"
-		sleep 5
+		sleep "$SETTLE_S"
 		record_rss idle2 "with two idle devices"
 	fi
 	diag "ours: $(grep -oE 'attached uio[0-9]+ bench_(ram|file) .*' "$APPLIANCE_LOG" | tr '\n' ';')"

@@ -8,8 +8,6 @@ declare const self: Worker;
 self.onmessage = (event: MessageEvent<WorkerStart>) => {
   const loop = new WorkerLoop(event.data, (message) => self.postMessage(message));
   self.onmessage = (next: MessageEvent<ControlRequest>) => loop.receive(next.data);
-  // Loading the data path leaves ~1 MB of garbage that an idle worker's heap would keep.
-  Bun.gc(true);
   self.postMessage({ type: "ready", workerIndex: event.data.workerIndex });
   // A failure of the loop itself (not of one device's data path) ends the worker: its stores
   // are closed, then the error is rethrown outside the promise so the control plane sees the

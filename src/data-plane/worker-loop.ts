@@ -31,6 +31,12 @@ const FAULT_DRAIN_MS = 5000;
 const ABANDON_CLOSE_MS = 2000;
 /** Busy-polling starts only within this long of a batch that found work (adaptive: idle workers sleep). */
 const POLL_RECENT_MS = 50;
+/**
+ * A worker that has had nothing to do for this long collects its garbage once: it blocks in
+ * epoll_wait and allocates too little for the collector to run by itself, so what the last
+ * attach, control request or burst of commands left would otherwise stay (~1 MB).
+ */
+export const IDLE_COLLECT_MS = 5000;
 
 interface Watch {
   fd: number;
@@ -63,6 +69,8 @@ export class WorkerLoop {
   /** Stores waiting on the runtime (a timer, a thread-safe FFI callback): the loop gives it turns. */
   #turnsHeld = 0;
   #lastWorkMs = 0;
+  /** Something ran since the last idle collection (a worker starts with its loading garbage). */
+  #workSinceCollect = true;
   readonly #peers: PeerDirectory;
   /** Set by the crash-worker test hook: the loop throws at its next round. */
   #crashRequested = false;
@@ -122,7 +130,13 @@ export class WorkerLoop {
       if (this.#crashRequested) throw new Error(`worker ${this.#start.workerIndex} crash injected (test hook)`);
       let timeoutMs = this.#ready.length > 0 || this.#deferred.length > 0 ? 0 : this.#controlInProgress > 0 || this.#turnsHeld > 0 ? CONTROL_TURN_MS : -1;
       if (timeoutMs === -1 && pollUs > 0 && this.#pollForWork(pollUs)) timeoutMs = 0;
-      const count = libc.epollWaitRaw(this.#epollFd, this.#events, EPOLL_EVENTS_MAX, timeoutMs);
+      const idleWait = timeoutMs === -1 && this.#workSinceCollect;
+      const count = libc.epollWaitRaw(this.#epollFd, this.#events, EPOLL_EVENTS_MAX, idleWait ? IDLE_COLLECT_MS : timeoutMs);
+      if (count !== 0) this.#workSinceCollect = true;
+      else if (idleWait) {
+        Bun.gc(true);
+        this.#workSinceCollect = false;
+      }
       let controlWoken = false;
       // Completions outside a batch (a watched completion descriptor, deferred work, a control
       // turn) change counters of units that may not run a batch now: then every unit publishes,

@@ -36,7 +36,7 @@ const POLL_RECENT_MS = 50;
  * epoll_wait and allocates too little for the collector to run by itself, so what the last
  * attach, control request or burst of commands left would otherwise stay (~1 MB).
  */
-export const IDLE_COLLECT_MS = 5000;
+const IDLE_COLLECT_MS = 5000;
 
 interface Watch {
   fd: number;

@@ -310,10 +310,6 @@ export function getpid(): number {
   return sym.getpid();
 }
 
-export function gettid(): number {
-  return sym.gettid();
-}
-
 /**
  * Has the kernel send SIGIO to the calling thread each time `fd` becomes readable (sockets,
  * pipes and character devices that implement fasync), or stops it. The owner is set before

@@ -361,7 +361,7 @@ export class DeviceSet {
    * attached it: they are looked for every ALUA_WATCH_INTERVAL_MS for ALUA_WATCH_MS after the
    * attach, so an initiator logging in right after `create` already sees TPGS and the groups
    * (the periodic scan would take up to 10 s). One look at a time over all watched devices: a
-   * burst of attaches must not keep a configfs thread (~10 MB) busy for each of them.
+   * burst of attaches must not keep a configfs thread (~2.5 MB) busy for each of them.
    */
   #watchForAlua(device: AttachedDevice): void {
     if (device.aluaConfig !== undefined) return;
